@@ -1,0 +1,1 @@
+"""HTTP clients of the downstream systems (ERP, warehouse, accounting) and their sandboxes."""

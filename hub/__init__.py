@@ -1,0 +1,1 @@
+"""Order integration hub: intake, outbox, audit, replay and the operator CLI."""

@@ -1,0 +1,129 @@
+"""The intake API: ``POST /orders``, ``GET /orders/{id}``, ``GET /healthz``."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError as DatabaseDown
+from starlette.concurrency import run_in_threadpool
+
+from hub.db import unit_of_work
+from hub.intake import Accepted, accept_order
+from hub.order_view import find_order, order_view
+from hub.outbox import ChainPublisher, publish_pending
+from hub.schemas import OrderIn
+from hub.services import postgres_problem, rabbitmq_problem
+from hub.settings import Settings, get_settings
+
+log = logging.getLogger("hub.api")
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+
+def _error(status: int, code: str, detail: Any, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(str(part) for part in item["loc"]) or "body", "message": item["msg"]}
+        for item in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+async def _read_capped(request: Request, cap: int) -> bytes | None:
+    """The body, or None once it passes ``cap`` bytes (whatever Content-Length claimed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > cap:
+            return None
+    return bytes(body)
+
+
+def create_api(
+    settings: Settings | None = None, *, publisher: ChainPublisher | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    if publisher is None:
+        from tasks.app import app as celery_app
+        from tasks.publish import CeleryChainPublisher
+
+        publisher = CeleryChainPublisher(celery_app, timeout=settings.publish_timeout)
+    chain_publisher = publisher
+    api = FastAPI(title="Order integration hub", version="1")
+
+    def store(order: OrderIn, key: str | None) -> Accepted:
+        with unit_of_work() as session:
+            return accept_order(session, order, idempotency_key=key)
+
+    def publish_now(outbox_id: int) -> None:
+        # Fast path; if the broker is down the row stays unsent and the relay publishes it.
+        try:
+            with unit_of_work() as session:
+                publish_pending(session, chain_publisher, limit=1, ids=[outbox_id])
+        except Exception:
+            log.warning("fast-path publish failed; the relay will retry", exc_info=True)
+
+    @api.post("/orders", status_code=202)
+    async def create_order(request: Request) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            return _error(415, "unsupported_media_type", "send Content-Type: application/json")
+        key = request.headers.get("idempotency-key")
+        if key is not None and not IDEMPOTENCY_KEY.match(key):
+            return _error(422, "validation_error",
+                          [{"field": "Idempotency-Key", "message": "1-128 printable ASCII"}])
+        body = await _read_capped(request, settings.max_body_bytes)
+        if body is None:
+            return _error(413, "payload_too_large",
+                          f"the body is larger than {settings.max_body_bytes} bytes")
+        try:
+            order = OrderIn.model_validate_json(body)
+        except ValidationError as exc:
+            return _error(422, "validation_error", _field_errors(exc))
+        try:
+            accepted = await run_in_threadpool(store, order, key)
+        except DatabaseDown:
+            log.error("PostgreSQL unavailable at intake", exc_info=True)
+            return _error(503, "database_unavailable", "PostgreSQL is not answering; retry later",
+                          **{"Retry-After": "5"})
+        if accepted.outbox_id is not None:
+            await run_in_threadpool(publish_now, accepted.outbox_id)
+        location = f"/orders/{accepted.order_id}"
+        return JSONResponse(
+            {"order_id": str(accepted.order_id), "status": accepted.status,
+             "external_id": order.external_id, "created": accepted.created},
+            status_code=202 if accepted.created else 200,
+            headers={"Location": location},
+        )
+
+    @api.get("/orders/{ref}")
+    def get_order(ref: str) -> JSONResponse:
+        with unit_of_work() as session:
+            order = find_order(session, ref)
+            if order is None:
+                return _error(404, "not_found", f"no order {ref}")
+            return JSONResponse(order_view(session, order))
+
+    @api.get("/healthz")
+    def healthz() -> JSONResponse:
+        down = [p for p in (postgres_problem(settings, timeout=2),
+                            rabbitmq_problem(settings, timeout=2)) if p]
+        if down:
+            return JSONResponse(
+                {"status": "unavailable",
+                 "down": {p.service: {"where": p.where, "reason": p.reason} for p in down}},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok", "postgresql": "ok", "rabbitmq": "ok"})
+
+    return api

@@ -1,0 +1,66 @@
+"""Audit trail: one ``integration_events`` row per transition, written in the caller's session."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.models import IntegrationEvent
+
+# Event types operators and tools rely on; add, don't rename.
+RECEIVED = "order.received"
+QUEUED = "order.queued"
+COMPLETED = "order.completed"
+FAILED = "order.failed"
+STEP_STARTED = "step.started"
+STEP_SUCCEEDED = "step.succeeded"
+STEP_SKIPPED = "step.skipped"
+STEP_FAILED = "step.failed"
+RETRY_SCHEDULED = "step.retry_scheduled"
+
+
+def record(
+    session: Session,
+    event_type: str,
+    *,
+    status: str = "ok",
+    order_id: uuid.UUID | None = None,
+    step: str | None = None,
+    attempt: int | None = None,
+    **detail: Any,
+) -> IntegrationEvent:
+    event = IntegrationEvent(
+        event_type=event_type,
+        status=status,
+        order_id=order_id,
+        step=step,
+        attempt=attempt,
+        detail=detail,
+    )
+    session.add(event)
+    return event
+
+
+def timeline(session: Session, order_id: uuid.UUID) -> list[IntegrationEvent]:
+    """Every event of one order, in the order they were committed."""
+    query = (
+        select(IntegrationEvent)
+        .where(IntegrationEvent.order_id == order_id)
+        .order_by(IntegrationEvent.seq)
+    )
+    return list(session.scalars(query))
+
+
+def as_dict(event: IntegrationEvent) -> dict[str, Any]:
+    return {
+        "id": str(event.id),
+        "at": event.created_at.isoformat(),
+        "event_type": event.event_type,
+        "status": event.status,
+        "step": event.step,
+        "attempt": event.attempt,
+        "detail": event.detail,
+    }

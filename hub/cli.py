@@ -1,0 +1,152 @@
+"""The ``hub`` command: what operators type, at any hour."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hub.settings import Settings, SettingsError, get_settings
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Order integration hub.")
+out = Console()
+err = Console(stderr=True)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def require_services(settings: Settings, *, postgres: bool = True, rabbitmq: bool = True) -> None:
+    """Stop with a message naming each service that does not answer (never a stack trace)."""
+    from hub.services import postgres_problem, rabbitmq_problem
+
+    down = []
+    if postgres:
+        down.append(postgres_problem(settings))
+    if rabbitmq:
+        down.append(rabbitmq_problem(settings))
+    problems = [p for p in down if p]
+    for problem in problems:
+        err.print(f"[red]{problem}[/red]")
+    if problems:
+        raise typer.Exit(3)
+
+
+def stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+@cli.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+    down: Annotated[bool, typer.Option("--down", help="downgrade to REVISION")] = False,
+) -> None:
+    """Create the database if needed and bring its schema to REVISION."""
+    from hub import migrate as migrations
+
+    settings = settings_or_exit()
+    require_services(settings, rabbitmq=False)
+    if down:
+        migrations.downgrade(settings.database_url, revision if revision != "head" else "base")
+    else:
+        migrations.upgrade(settings.database_url, revision)
+    out.print(f"database schema at {'base' if down and revision == 'head' else revision}")
+
+
+@cli.command()
+def api() -> None:
+    """Serve the intake API (HUB_API_HOST:HUB_API_PORT)."""
+    import uvicorn
+
+    from hub.api import create_api
+
+    settings = settings_or_exit()
+    require_services(settings)
+    uvicorn.run(create_api(settings), host=settings.api_host, port=settings.api_port,
+                log_level="warning", access_log=False)
+
+
+@cli.command()
+def relay() -> None:
+    """Publish outbox rows the intake's fast path did not, until stopped."""
+    from hub.relay import run_relay
+    from tasks.app import app as celery_app
+    from tasks.publish import CeleryChainPublisher
+
+    settings = settings_or_exit()
+    require_services(settings)
+    stop = stop_on_signals()
+    out.print(f"relay running (batch {settings.relay_batch_size}); Ctrl-C stops it")
+    run_relay(CeleryChainPublisher(celery_app, timeout=settings.publish_timeout),
+              batch_size=settings.relay_batch_size, interval=settings.relay_interval, stop=stop)
+
+
+@cli.command()
+def sandbox() -> None:
+    """Run the sandbox ERP, warehouse and accounting servers on the configured URLs."""
+    from urllib.parse import urlsplit
+
+    from adapters.sandbox import run_sandbox
+
+    settings = settings_or_exit()
+    ports = [urlsplit(u).port or 80 for u in
+             (settings.erp_url, settings.warehouse_url, settings.accounting_url)]
+    run_sandbox(
+        host=urlsplit(settings.erp_url).hostname or "127.0.0.1",
+        erp_port=ports[0], warehouse_port=ports[1], accounting_port=ports[2],
+        erp_token=settings.erp_token.get_secret_value(),
+        warehouse_token=settings.warehouse_token.get_secret_value(),
+        accounting_token=settings.accounting_token.get_secret_value(),
+    )
+
+
+@cli.command()
+def timeline(ref: Annotated[str, typer.Argument(help="order id or external id")]) -> None:
+    """Show where an order is and how it got there."""
+    from hub.db import unit_of_work
+    from hub.order_view import find_order, order_view
+
+    settings = settings_or_exit()
+    require_services(settings, rabbitmq=False)
+    with unit_of_work() as session:
+        order = find_order(session, ref)
+        if order is None:
+            err.print(f"[red]no order with id or external id {ref!r}[/red]")
+            raise typer.Exit(1)
+        view = order_view(session, order)
+    out.print(f"order [bold]{view['order_id']}[/bold] ({view['external_id']}): "
+              f"[bold]{view['status']}[/bold]")
+    table = Table("when (UTC)", "event", "step", "attempt", "status", "detail")
+    for event in view["timeline"]:
+        detail = ", ".join(f"{k}={v}" for k, v in event["detail"].items() if v is not None)
+        table.add_row(event["at"][11:23], event["event_type"], event["step"] or "",
+                      str(event["attempt"] or ""), event["status"], detail)
+    out.print(table)
+
+
+@cli.command()
+def check() -> None:
+    """Say whether PostgreSQL and RabbitMQ answer where the settings point."""
+    settings = settings_or_exit()
+    require_services(settings)
+    out.print("PostgreSQL and RabbitMQ answer.")
+
+
+def main() -> None:
+    try:
+        cli()
+    except KeyboardInterrupt:
+        sys.exit(130)

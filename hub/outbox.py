@@ -1,0 +1,60 @@
+"""Publishing outbox rows: oldest first, each row by one publisher at a time, marked after confirm."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub import audit
+from hub.models import OutboxMessage
+
+
+class PublishError(Exception):
+    """The broker did not confirm a publish (down, refused, or too slow)."""
+
+
+class ChainPublisher(Protocol):
+    def publish(self, order_id: uuid.UUID, start_step: str) -> None:
+        """Publish the chain from ``start_step``; return only once the broker confirmed it."""
+
+
+def publish_pending(
+    session: Session,
+    publisher: ChainPublisher,
+    *,
+    limit: int,
+    ids: Sequence[int] | None = None,
+) -> int:
+    """Publish up to ``limit`` unsent rows (or just ``ids``); return how many were sent.
+
+    Rows are locked ``FOR UPDATE SKIP LOCKED``: a second relay, or the intake's fast path,
+    takes other rows instead of publishing these twice. A row is marked sent only after the
+    broker's confirm, so a crash in between publishes it again (steps are idempotent) rather
+    than never. The caller commits.
+    """
+    query = select(OutboxMessage).where(OutboxMessage.sent_at.is_(None))
+    if ids is not None:
+        query = query.where(OutboxMessage.id.in_(ids))
+    rows = session.scalars(
+        query.order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)
+    ).all()
+    sent = 0
+    for row in rows:
+        try:
+            publisher.publish(row.order_id, row.start_step)
+        except PublishError as exc:
+            row.publish_attempts += 1
+            row.last_error = str(exc)[:500]
+            break  # the broker is unwell: the rest would fail the same way
+        row.sent_at = datetime.now(UTC)
+        row.publish_attempts += 1
+        audit.record(
+            session, audit.QUEUED, order_id=row.order_id, step=row.start_step, outbox_id=row.id
+        )
+        sent += 1
+    return sent

@@ -1,0 +1,62 @@
+"""Is PostgreSQL / RabbitMQ there? Answers that name the service, where we looked and what to do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kombu import Connection
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from hub.settings import Settings
+
+
+@dataclass(frozen=True)
+class ServiceDown:
+    service: str
+    where: str
+    reason: str
+    how_to_start: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.service} is not reachable at {self.where}: {self.reason}\n"
+            f"  start it with: {self.how_to_start}"
+        )
+
+
+PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+RABBIT_START = "rabbitmq-server -detached"
+
+
+def postgres_problem(settings: Settings, *, timeout: float = 3.0) -> ServiceDown | None:
+    url = make_url(settings.database_url)
+    where = f"{url.host or 'localhost'}:{url.port or 5432}/{url.database}"
+    engine = create_engine(url, connect_args={"connect_timeout": max(1, int(timeout))})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        if "does not exist" in reason:
+            return ServiceDown("PostgreSQL", where, reason, "make migrate  (creates it)")
+        return ServiceDown("PostgreSQL", where, reason, f"{PG_START}  (then: make migrate)")
+    finally:
+        engine.dispose()
+    return None
+
+
+def rabbitmq_problem(settings: Settings, *, timeout: float = 3.0) -> ServiceDown | None:
+    connection = Connection(settings.broker_url, connect_timeout=timeout)
+    where = connection.as_uri()  # password masked
+    try:
+        connection.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as exc:
+        return ServiceDown("RabbitMQ", where, str(exc) or type(exc).__name__, RABBIT_START)
+    finally:
+        connection.release()
+    return None
+
+
+def problems(settings: Settings) -> list[ServiceDown]:
+    return [p for p in (postgres_problem(settings), rabbitmq_problem(settings)) if p]

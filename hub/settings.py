@@ -1,0 +1,95 @@
+"""One typed settings object, read from ``HUB_*`` variables (and ``.env``), validated once."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hub.retry_policy import RetryPolicy
+
+STEPS = ("inventory", "fulfillment", "invoice")
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HUB_", env_file=".env", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/hub"
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    # Every exchange, queue and routing key the hub declares starts with this, so two hubs
+    # (or the tests and a demo) can share one RabbitMQ vhost without seeing each other's work.
+    queue_prefix: str = Field(default="hub", pattern=r"^[a-z][a-z0-9_]{0,30}$")
+
+    erp_url: str = "http://127.0.0.1:8101"
+    erp_token: SecretStr = SecretStr("sandbox-erp-token")
+    warehouse_url: str = "http://127.0.0.1:8102"
+    warehouse_token: SecretStr = SecretStr("sandbox-warehouse-token")
+    accounting_url: str = "http://127.0.0.1:8103"
+    accounting_token: SecretStr = SecretStr("sandbox-accounting-token")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    http_connect_timeout: float = Field(default=3.0, gt=0)
+    http_read_timeout: float = Field(default=10.0, gt=0)
+    publish_timeout: float = Field(default=2.0, gt=0)
+
+    # Retry policy of every step (HUB_RETRY__MAX_ATTEMPTS=...), and per step where one differs
+    # (HUB_RETRY_INVENTORY__MAX_DELAY=...).
+    retry: RetryPolicy = RetryPolicy()
+    retry_inventory: RetryPolicy | None = None
+    retry_fulfillment: RetryPolicy | None = None
+    retry_invoice: RetryPolicy | None = None
+
+    relay_batch_size: int = Field(default=200, ge=1)
+    relay_interval: float = Field(default=0.5, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_psycopg2(cls, url: str) -> str:
+        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2.
+        for bare in ("postgresql://", "postgres://"):
+            if url.startswith(bare):
+                return "postgresql+psycopg2://" + url[len(bare) :]
+        return url
+
+    @field_validator("broker_url")
+    @classmethod
+    def _amqp_only(cls, url: str) -> str:
+        if not url.startswith(("amqp://", "pyamqp://", "amqps://")):
+            raise ValueError("must be an amqp:// URL of a RabbitMQ broker")
+        return url
+
+
+    def retry_policy(self, step: str) -> RetryPolicy:
+        specific: RetryPolicy | None = getattr(self, f"retry_{step}", None)
+        return specific or self.retry
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        name = "__".join(str(part) for part in item["loc"] if isinstance(part, str)) or "?"
+        problems.append(f"HUB_{name.upper()}: {item['msg']}")
+    return "invalid settings: " + "; ".join(problems)
+
+
+def load_settings() -> Settings:
+    """Read and validate the settings, raising SettingsError that names each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,67 @@
+"""The one Celery app of the hub; ``celery -A tasks.app worker`` starts a worker of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from hub.settings import STEPS, Settings, get_settings
+from tasks.topology import Topology
+
+
+def task_name(step: str) -> str:
+    return f"hub.step.{step}"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    topology = Topology(settings.queue_prefix)
+    return {
+        "broker_url": settings.broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": settings.publish_timeout,
+        # Each publish waits for the broker's ack: a message is either in RabbitMQ or an error.
+        "broker_transport_options": {"confirm_publish": True},
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "event_serializer": "json",
+        # The hub's own tables say where an order is; Celery results would be a second truth.
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_queues": topology.work_queues(),
+        "task_default_queue": topology.queue_name(STEPS[0]),
+        "task_default_exchange": topology.exchange.name,
+        "task_default_exchange_type": "topic",
+        "task_default_routing_key": topology.routing_key(STEPS[0]),
+        "task_create_missing_queues": False,
+        "task_routes": {
+            task_name(step): {"queue": topology.queue_name(step)} for step in STEPS
+        },
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "broker_native_delayed_delivery_queue_type": "quorum",
+    }
+
+
+def create_app(settings: Settings) -> Celery:
+    app = Celery("hub", include=["tasks.steps"])
+    app.conf.update(celery_config(settings))
+    return app
+
+
+app = create_app(get_settings())
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_: Any) -> None:
+    # A prefork child must not share its parent's database sockets.
+    from hub.db import get_engine
+
+    get_engine().dispose(close=False)

@@ -1,0 +1,88 @@
+"""Real services for integration and end-to-end tests: reach them or fail naming them."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+
+import pytest
+from kombu import Connection
+from sqlalchemy import text
+
+from hub import migrate
+from hub.db import get_engine
+from hub.services import postgres_problem, rabbitmq_problem
+from hub.settings import STEPS, get_settings
+from tasks.topology import Topology
+
+TABLES = "orders, order_lines, outbox, step_outcomes, integration_events, failures, breakers"
+
+
+def require_services() -> None:
+    settings = get_settings()
+    try:
+        migrate.ensure_database(settings.database_url)
+    except Exception:
+        pass  # the check below names what is wrong
+    for problem in (postgres_problem(settings), rabbitmq_problem(settings)):
+        if problem:
+            pytest.fail(f"this test needs {problem.service}:\n{problem}", pytrace=False)
+
+
+def fresh_schema() -> None:
+    """Drop everything the tests' database holds and migrate it from empty."""
+    url = get_settings().database_url
+    migrate.ensure_database(url)
+    with get_engine().begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    migrate.upgrade(url)
+
+
+def truncate_tables() -> None:
+    with get_engine().begin() as connection:
+        connection.execute(text(f"TRUNCATE {TABLES} CASCADE"))
+
+
+def broker_connection() -> Connection:
+    return Connection(get_settings().broker_url, connect_timeout=5)
+
+
+def declare_and_purge_queues() -> None:
+    topology = Topology(get_settings().queue_prefix)
+    with broker_connection() as connection:
+        channel = connection.channel()
+        for queue in [*topology.work_queues(), topology.failure_queue()]:
+            bound = queue.bind(channel)
+            bound.declare()
+            bound.purge()
+
+
+def queue_depth(name: str) -> int:
+    with broker_connection() as connection:
+        _, messages, _ = connection.default_channel.queue_declare(name, passive=True)
+        return int(messages)
+
+
+def work_queue_names() -> list[str]:
+    topology = Topology(get_settings().queue_prefix)
+    return [topology.queue_name(step) for step in STEPS]
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str,
+             interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}", pytrace=False)
+
+
+def statuses(order_ids: Iterable[uuid.UUID | str]) -> dict[str, str]:
+    ids = [str(i) for i in order_ids]
+    with get_engine().connect() as connection:
+        rows = connection.execute(
+            text("SELECT id::text, status FROM orders WHERE id::text = ANY(:ids)"), {"ids": ids}
+        )
+        return {row[0]: row[1] for row in rows}
