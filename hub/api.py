@@ -80,12 +80,16 @@ def create_api(
             return _error(415, "unsupported_media_type", "send Content-Type: application/json")
         key = request.headers.get("idempotency-key")
         if key is not None and not IDEMPOTENCY_KEY.match(key):
-            return _error(422, "validation_error",
-                          [{"field": "Idempotency-Key", "message": "1-128 printable ASCII"}])
+            return _error(
+                422,
+                "validation_error",
+                [{"field": "Idempotency-Key", "message": "1-128 printable ASCII"}],
+            )
         body = await _read_capped(request, settings.max_body_bytes)
         if body is None:
-            return _error(413, "payload_too_large",
-                          f"the body is larger than {settings.max_body_bytes} bytes")
+            return _error(
+                413, "payload_too_large", f"the body is larger than {settings.max_body_bytes} bytes"
+            )
         try:
             order = OrderIn.model_validate_json(body)
         except ValidationError as exc:
@@ -94,14 +98,22 @@ def create_api(
             accepted = await run_in_threadpool(store, order, key)
         except DatabaseDown:
             log.error("PostgreSQL unavailable at intake", exc_info=True)
-            return _error(503, "database_unavailable", "PostgreSQL is not answering; retry later",
-                          **{"Retry-After": "5"})
+            return _error(
+                503,
+                "database_unavailable",
+                "PostgreSQL is not answering; retry later",
+                **{"Retry-After": "5"},
+            )
         if accepted.outbox_id is not None:
             await run_in_threadpool(publish_now, accepted.outbox_id)
         location = f"/orders/{accepted.order_id}"
         return JSONResponse(
-            {"order_id": str(accepted.order_id), "status": accepted.status,
-             "external_id": order.external_id, "created": accepted.created},
+            {
+                "order_id": str(accepted.order_id),
+                "status": accepted.status,
+                "external_id": order.external_id,
+                "created": accepted.created,
+            },
             status_code=202 if accepted.created else 200,
             headers={"Location": location},
         )
@@ -116,12 +128,17 @@ def create_api(
 
     @api.get("/healthz")
     def healthz() -> JSONResponse:
-        down = [p for p in (postgres_problem(settings, timeout=2),
-                            rabbitmq_problem(settings, timeout=2)) if p]
+        down = [
+            p
+            for p in (postgres_problem(settings, timeout=2), rabbitmq_problem(settings, timeout=2))
+            if p
+        ]
         if down:
             return JSONResponse(
-                {"status": "unavailable",
-                 "down": {p.service: {"where": p.where, "reason": p.reason} for p in down}},
+                {
+                    "status": "unavailable",
+                    "down": {p.service: {"where": p.where, "reason": p.reason} for p in down},
+                },
                 status_code=503,
             )
         return JSONResponse({"status": "ok", "postgresql": "ok", "rabbitmq": "ok"})

@@ -20,6 +20,13 @@ STEP_SUCCEEDED = "step.succeeded"
 STEP_SKIPPED = "step.skipped"
 STEP_FAILED = "step.failed"
 RETRY_SCHEDULED = "step.retry_scheduled"
+STEP_DEFERRED = "step.deferred"
+DEAD_LETTERED = "step.dead_lettered"
+DEAD_LETTER_UNKNOWN = "dead_letter.unknown"
+REPLAYED = "failure.replayed"
+DISCARDED = "failure.discarded"
+BREAKER_OPENED = "breaker.opened"
+BREAKER_CLOSED = "breaker.closed"
 
 
 def record(

@@ -75,23 +75,72 @@ def api() -> None:
 
     settings = settings_or_exit()
     require_services(settings)
-    uvicorn.run(create_api(settings), host=settings.api_host, port=settings.api_port,
-                log_level="warning", access_log=False)
+    uvicorn.run(
+        create_api(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 @cli.command()
 def relay() -> None:
     """Publish outbox rows the intake's fast path did not, until stopped."""
+    from hub import dead_letters
     from hub.relay import run_relay
     from tasks.app import app as celery_app
     from tasks.publish import CeleryChainPublisher
+    from tasks.topology import Topology
 
     settings = settings_or_exit()
     require_services(settings)
     stop = stop_on_signals()
+    topology = Topology(settings.queue_prefix)
     out.print(f"relay running (batch {settings.relay_batch_size}); Ctrl-C stops it")
-    run_relay(CeleryChainPublisher(celery_app, timeout=settings.publish_timeout),
-              batch_size=settings.relay_batch_size, interval=settings.relay_interval, stop=stop)
+    with celery_app.connection_for_write() as connection:
+        topology.declare(connection)
+
+        def drain_failures() -> int:
+            return dead_letters.drain(connection, topology.failure_queue_name)
+
+        run_relay(
+            CeleryChainPublisher(celery_app, timeout=settings.publish_timeout),
+            batch_size=settings.relay_batch_size,
+            interval=settings.relay_interval,
+            stop=stop,
+            drain_failures=drain_failures,
+        )
+
+
+@cli.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="worker processes")] = 2,
+    name: Annotated[str, typer.Option(help="node name")] = "worker",
+) -> None:
+    """A Celery worker consuming the three step queues."""
+    from hub.settings import STEPS
+    from tasks.app import app as celery_app
+    from tasks.topology import Topology
+
+    settings = settings_or_exit()
+    require_services(settings)
+    queues = ",".join(Topology(settings.queue_prefix).queue_name(step) for step in STEPS)
+    celery_app.worker_main(
+        argv=[
+            "worker",
+            "-Q",
+            queues,
+            "--concurrency",
+            str(concurrency),
+            "--hostname",
+            f"{name}@%h",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
 
 
 @cli.command()
@@ -102,11 +151,15 @@ def sandbox() -> None:
     from adapters.sandbox import run_sandbox
 
     settings = settings_or_exit()
-    ports = [urlsplit(u).port or 80 for u in
-             (settings.erp_url, settings.warehouse_url, settings.accounting_url)]
+    ports = [
+        urlsplit(u).port or 80
+        for u in (settings.erp_url, settings.warehouse_url, settings.accounting_url)
+    ]
     run_sandbox(
         host=urlsplit(settings.erp_url).hostname or "127.0.0.1",
-        erp_port=ports[0], warehouse_port=ports[1], accounting_port=ports[2],
+        erp_port=ports[0],
+        warehouse_port=ports[1],
+        accounting_port=ports[2],
         erp_token=settings.erp_token.get_secret_value(),
         warehouse_token=settings.warehouse_token.get_secret_value(),
         accounting_token=settings.accounting_token.get_secret_value(),
@@ -127,14 +180,33 @@ def timeline(ref: Annotated[str, typer.Argument(help="order id or external id")]
             err.print(f"[red]no order with id or external id {ref!r}[/red]")
             raise typer.Exit(1)
         view = order_view(session, order)
-    out.print(f"order [bold]{view['order_id']}[/bold] ({view['external_id']}): "
-              f"[bold]{view['status']}[/bold]")
+    out.print(
+        f"order [bold]{view['order_id']}[/bold] ({view['external_id']}): "
+        f"[bold]{view['status']}[/bold]"
+    )
     table = Table("when (UTC)", "event", "step", "attempt", "status", "detail")
     for event in view["timeline"]:
         detail = ", ".join(f"{k}={v}" for k, v in event["detail"].items() if v is not None)
-        table.add_row(event["at"][11:23], event["event_type"], event["step"] or "",
-                      str(event["attempt"] or ""), event["status"], detail)
+        table.add_row(
+            event["at"][11:23],
+            event["event_type"],
+            event["step"] or "",
+            str(event["attempt"] or ""),
+            event["status"],
+            detail,
+        )
     out.print(table)
+
+
+@cli.command()
+def demo(
+    orders: Annotated[int, typer.Option(help="orders in the batch")] = 100,
+    workers: Annotated[int, typer.Option(help="worker processes (2 pool children each)")] = 2,
+) -> None:
+    """Start everything, push a batch of orders, show them complete; Ctrl-C stops it all."""
+    from hub.demo import run_demo
+
+    raise typer.Exit(run_demo(settings_or_exit(), orders=orders, workers=workers, console=out))
 
 
 @cli.command()

@@ -59,9 +59,16 @@ def record_failure(session: Session, report: FailureReport) -> Failure | None:
     if order.status != "failed":
         order.status = "failed"
         audit.record(
-            session, audit.FAILED, status="error", order_id=report.order_id, step=report.step,
-            attempt=report.attempts, kind=report.kind, http_status=report.http_status,
-            code=report.code, message=report.message[:500],
+            session,
+            audit.FAILED,
+            status="error",
+            order_id=report.order_id,
+            step=report.step,
+            attempt=report.attempts,
+            kind=report.kind,
+            http_status=report.http_status,
+            code=report.code,
+            message=report.message[:500],
         )
     session.flush()
     return failure

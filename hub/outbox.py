@@ -1,4 +1,4 @@
-"""Publishing outbox rows: oldest first, each row by one publisher at a time, marked after confirm."""
+"""Publishing outbox rows: oldest first, one publisher per row, marked sent after the confirm."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ Used by ``hub demo`` and the end-to-end tests, so both run exactly what an opera
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,9 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-
-from hub.settings import STEPS, Settings
-from tasks.topology import Topology
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,8 +48,12 @@ class Supervisor:
         log_path = self.log_dir / f"{name}.log"
         log = log_path.open("ab")
         popen = subprocess.Popen(
-            argv, cwd=ROOT, env={**os.environ, **self.env}, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            argv,
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         child = Child(name, popen, log_path)
         self.children.append(child)
@@ -60,20 +62,16 @@ class Supervisor:
     def hub(self, name: str, *args: str) -> Child:
         return self.start(name, [sys.executable, "-m", "hub", *args])
 
-    def worker(self, name: str, *, settings: Settings, concurrency: int = 2) -> Child:
-        queues = ",".join(Topology(settings.queue_prefix).queue_name(s) for s in STEPS)
-        return self.start(name, [
-            sys.executable, "-m", "celery", "-A", "tasks.app", "worker",
-            "-Q", queues, "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
-            "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-        ])
+    def worker(self, name: str, *, concurrency: int = 2) -> Child:
+        return self.hub(name, "worker", "--concurrency", str(concurrency), "--name", name)
 
     def wait_until(self, child: Child, ready: Callable[[], bool], *, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if child.popen.poll() is not None:
-                raise StartupError(f"{child.name} exited with {child.popen.returncode}:\n"
-                                   f"{child.log_tail()}")
+                raise StartupError(
+                    f"{child.name} exited with {child.popen.returncode}:\n{child.log_tail()}"
+                )
             if ready():
                 return
             time.sleep(0.1)
@@ -99,10 +97,8 @@ class Supervisor:
 
 
 def _signal_group(popen: subprocess.Popen[bytes], signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(popen.pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def http_ok(url: str) -> Callable[[], bool]:

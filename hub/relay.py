@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from hub.db import unit_of_work
 from hub.outbox import ChainPublisher, publish_pending
@@ -22,16 +23,22 @@ def run_relay(
     batch_size: int,
     interval: float,
     stop: threading.Event,
+    drain_failures: Callable[[], int] = lambda: 0,
 ) -> None:
-    """Publish batches back to back while there is a backlog; poll every ``interval`` otherwise."""
+    """Publish batches back to back while there is a backlog; poll every ``interval`` otherwise.
+
+    Each pass also takes what landed in the failure queue into failure records.
+    """
     while not stop.is_set():
+        sent = 0
         try:
             sent = relay_once(publisher, batch_size=batch_size)
+            drained = drain_failures()
         except Exception:
             # PostgreSQL or RabbitMQ away: keep the process up and try again shortly.
             log.exception("relay pass failed; retrying in %.1fs", interval)
-            sent = 0
-        if sent:
-            log.info("relay published %d outbox rows", sent)
+            drained = 0
+        if sent or drained:
+            log.info("relay published %d outbox rows, recorded %d dead letters", sent, drained)
         if sent < batch_size:
             stop.wait(interval)

@@ -39,7 +39,6 @@ class Line(Strict):
     unit_price: Money
 
 
-
 class OrderIn(Strict):
     external_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
     customer: Customer

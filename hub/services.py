@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kombu import Connection
+from kombu.connection import Connection
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 

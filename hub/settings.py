@@ -68,7 +68,6 @@ class Settings(BaseSettings):
             raise ValueError("must be an amqp:// URL of a RabbitMQ broker")
         return url
 
-
     def retry_policy(self, step: str) -> RetryPolicy:
         specific: RetryPolicy | None = getattr(self, f"retry_{step}", None)
         return specific or self.retry

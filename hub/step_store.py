@@ -61,8 +61,12 @@ class SqlStepStore:
             row = _locked_step(session, order_id, step)
             if row.status == "succeeded":
                 audit.record(
-                    session, audit.STEP_SKIPPED, order_id=order_id, step=step,
-                    attempt=row.attempts, downstream_id=row.downstream_id,
+                    session,
+                    audit.STEP_SKIPPED,
+                    order_id=order_id,
+                    step=step,
+                    attempt=row.attempts,
+                    downstream_id=row.downstream_id,
                     reason="already succeeded; stored result passed on",
                 )
                 return AlreadyDone(Outcome(row.downstream_id or "", dict(row.result or {})))
@@ -70,8 +74,9 @@ class SqlStepStore:
             row.status = "running"
             if order.status == "received":
                 order.status = "processing"
-            audit.record(session, audit.STEP_STARTED, order_id=order_id, step=step,
-                         attempt=row.attempts)
+            audit.record(
+                session, audit.STEP_STARTED, order_id=order_id, step=step, attempt=row.attempts
+            )
             earlier = {
                 other.step: Outcome(other.downstream_id or "", dict(other.result or {}))
                 for other in order.steps
@@ -91,8 +96,13 @@ class SqlStepStore:
             row.result = outcome.result
             row.last_error = None
             audit.record(
-                session, audit.STEP_SUCCEEDED, order_id=order_id, step=step, attempt=attempt,
-                downstream_id=outcome.downstream_id, duration_ms=round(seconds * 1000, 1),
+                session,
+                audit.STEP_SUCCEEDED,
+                order_id=order_id,
+                step=step,
+                attempt=attempt,
+                downstream_id=outcome.downstream_id,
+                duration_ms=round(seconds * 1000, 1),
             )
             if step == STEPS[-1]:
                 order = session.get(Order, order_id, with_for_update=True)
@@ -100,9 +110,7 @@ class SqlStepStore:
                 order.status = "completed"
                 audit.record(session, audit.COMPLETED, order_id=order_id)
 
-    def fail(
-        self, order_id: uuid.UUID, step: str, *, attempt: int, error: DownstreamError
-    ) -> None:
+    def fail(self, order_id: uuid.UUID, step: str, *, attempt: int, error: DownstreamError) -> None:
         with unit_of_work() as session:
             row = _locked_step(session, order_id, step)
             if row.status == "succeeded":
@@ -110,6 +118,11 @@ class SqlStepStore:
             row.status = "error"
             row.last_error = str(error)[:1000]
             audit.record(
-                session, audit.STEP_FAILED, status="error", order_id=order_id, step=step,
-                attempt=attempt, **error_detail(error),
+                session,
+                audit.STEP_FAILED,
+                status="error",
+                order_id=order_id,
+                step=step,
+                attempt=attempt,
+                **error_detail(error),
             )

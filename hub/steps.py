@@ -57,9 +57,7 @@ class StepStore(Protocol):
     ) -> None:
         """Keep the outcome; the last step also completes the order."""
 
-    def fail(
-        self, order_id: uuid.UUID, step: str, *, attempt: int, error: DownstreamError
-    ) -> None:
+    def fail(self, order_id: uuid.UUID, step: str, *, attempt: int, error: DownstreamError) -> None:
         """Record a failed attempt (the retry decision is the caller's)."""
 
 
@@ -106,7 +104,5 @@ def perform(
     except DownstreamError as error:
         store.fail(order_id, step, attempt=begun.attempt, error=error)
         raise StepFailed(error, begun.attempt) from error
-    store.succeed(
-        order_id, step, attempt=begun.attempt, outcome=outcome, seconds=clock() - started
-    )
+    store.succeed(order_id, step, attempt=begun.attempt, outcome=outcome, seconds=clock() - started)
     return outcome

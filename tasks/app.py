@@ -39,9 +39,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_exchange_type": "topic",
         "task_default_routing_key": topology.routing_key(STEPS[0]),
         "task_create_missing_queues": False,
-        "task_routes": {
-            task_name(step): {"queue": topology.queue_name(step)} for step in STEPS
-        },
+        "task_routes": {task_name(step): {"queue": topology.queue_name(step)} for step in STEPS},
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from celery import Celery, chain
 from amqp.exceptions import AMQPError
+from celery import Celery, chain
 from kombu.exceptions import KombuError, OperationalError
 
 from hub.outbox import PublishError

@@ -29,21 +29,38 @@ def _calls() -> dict[str, StepCall]:
     return step_calls(downstream_from_settings(get_settings()))
 
 
-def _give_up(order_id: uuid.UUID, step: str, *, kind: str, error: DownstreamError,
-             attempts: int) -> None:
+def _give_up(
+    order_id: uuid.UUID, step: str, *, kind: str, error: DownstreamError, attempts: int
+) -> None:
     with unit_of_work() as session:
-        record_failure(session, FailureReport(
-            order_id=order_id, step=step, kind=kind, message=error.message, attempts=attempts,
-            http_status=error.status, code=error.code,
-        ))
+        record_failure(
+            session,
+            FailureReport(
+                order_id=order_id,
+                step=step,
+                kind=kind,
+                message=error.message,
+                attempts=attempts,
+                http_status=error.status,
+                code=error.code,
+            ),
+        )
 
 
-def _schedule_retry(order_id: uuid.UUID, step: str, *, error: DownstreamError, attempt: int,
-                    delay: int) -> None:
+def _schedule_retry(
+    order_id: uuid.UUID, step: str, *, error: DownstreamError, attempt: int, delay: int
+) -> None:
     with unit_of_work() as session:
         audit.record(
-            session, audit.RETRY_SCHEDULED, status="retry", order_id=order_id, step=step,
-            attempt=attempt, delay_s=delay, reason=str(error)[:300], **error_detail(error),
+            session,
+            audit.RETRY_SCHEDULED,
+            status="retry",
+            order_id=order_id,
+            step=step,
+            attempt=attempt,
+            delay_s=delay,
+            reason=str(error)[:300],
+            **error_detail(error),
         )
 
 
@@ -60,7 +77,8 @@ def run_step(task: Task, order_id: str, step: str) -> None:
             _give_up(oid, step, kind="permanent", error=error, attempts=failed.attempt)
             raise Reject(str(error), requeue=False) from error
         delay = next_delay(
-            get_settings().retry_policy(step), attempt=failed.attempt,
+            get_settings().retry_policy(step),
+            attempt=failed.attempt,
             retry_after=error.retry_after,
         )
         if delay is None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kombu import Exchange, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 
 from hub.settings import STEPS
 
@@ -63,3 +64,9 @@ class Topology:
             durable=True,
             queue_arguments={"x-queue-type": "quorum"},
         )
+
+    def declare(self, connection: Connection) -> None:
+        """Declare exchanges and queues (idempotent), the failure queue included."""
+        channel = connection.default_channel
+        for queue in [*self.work_queues(), self.failure_queue()]:
+            queue.bind(channel).declare()

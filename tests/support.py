@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable
 
 import pytest
-from kombu import Connection
+from kombu.connection import Connection
 from sqlalchemy import text
 
 from hub import migrate
@@ -21,10 +22,8 @@ TABLES = "orders, order_lines, outbox, step_outcomes, integration_events, failur
 
 def require_services() -> None:
     settings = get_settings()
-    try:
+    with contextlib.suppress(Exception):  # the check below names what is wrong
         migrate.ensure_database(settings.database_url)
-    except Exception:
-        pass  # the check below names what is wrong
     for problem in (postgres_problem(settings), rabbitmq_problem(settings)):
         if problem:
             pytest.fail(f"this test needs {problem.service}:\n{problem}", pytrace=False)
@@ -35,6 +34,13 @@ def fresh_schema() -> None:
     url = get_settings().database_url
     migrate.ensure_database(url)
     with get_engine().begin() as connection:
+        # Leftovers of an interrupted run (a worker, a relay) must not hold locks on the tables.
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
         connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     migrate.upgrade(url)
 
@@ -69,8 +75,9 @@ def work_queue_names() -> list[str]:
     return [topology.queue_name(step) for step in STEPS]
 
 
-def wait_for(condition: Callable[[], bool], *, timeout: float, what: str,
-             interval: float = 0.2) -> None:
+def wait_for(
+    condition: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.2
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

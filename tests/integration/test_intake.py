@@ -50,8 +50,10 @@ def test_an_order_is_stored_with_lines_steps_and_outbox_and_published_at_once(
     assert counts() == {"orders": 1, "order_lines": 2, "outbox": 1, "step_outcomes": 3}
     with unit_of_work() as session:
         outbox = session.scalars(select(OutboxMessage)).one()
-        events = [e.event_type for e in session.scalars(
-            select(IntegrationEvent).order_by(IntegrationEvent.seq))]
+        events = [
+            e.event_type
+            for e in session.scalars(select(IntegrationEvent).order_by(IntegrationEvent.seq))
+        ]
     assert outbox.sent_at is not None, "the fast path publishes right after commit"
     assert events == ["order.received", "order.queued"]
     assert support.queue_depth(support.work_queue_names()[0]) == 1
@@ -113,14 +115,21 @@ def test_twenty_identical_orders_at_the_same_instant_make_one_order(client: Test
     assert counts() == {"orders": 1, "order_lines": 2, "outbox": 1, "step_outcomes": 3}
 
 
-@pytest.mark.parametrize(("body", "headers", "status", "named"), [
-    (b'{"external_id": "x"', {"content-type": "application/json"}, 422, "Invalid JSON"),
-    (b"external_id=x", {"content-type": "application/x-www-form-urlencoded"}, 415, "json"),
-    (b"{}", {"content-type": "application/json"}, 422, "external_id"),
-    (b"x" * 70_000, {"content-type": "application/json"}, 413, "larger"),
-])
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "named"),
+    [
+        (b'{"external_id": "x"', {"content-type": "application/json"}, 422, "Invalid JSON"),
+        (b"external_id=x", {"content-type": "application/x-www-form-urlencoded"}, 415, "json"),
+        (b"{}", {"content-type": "application/json"}, 422, "external_id"),
+        (b"x" * 70_000, {"content-type": "application/json"}, 413, "larger"),
+    ],
+)
 def test_bad_input_is_refused_naming_the_problem_and_nothing_is_stored(
-    client: TestClient, body: bytes, headers: dict[str, str], status: int, named: str,
+    client: TestClient,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
+    named: str,
 ) -> None:
     response = client.post("/orders", content=body, headers=headers)
 
@@ -129,8 +138,9 @@ def test_bad_input_is_refused_naming_the_problem_and_nothing_is_stored(
     assert counts() == {"orders": 0, "order_lines": 0, "outbox": 0, "step_outcomes": 0}
 
 
-def test_with_the_broker_down_the_order_is_still_accepted_and_the_relay_publishes_it_later(
-) -> None:
+def test_with_the_broker_down_the_order_is_still_accepted_and_the_relay_publishes_it_later() -> (
+    None
+):
     dead_broker = create_app(get_settings().model_copy(update={"broker_url": DEAD_BROKER}))
     client = TestClient(create_api(publisher=CeleryChainPublisher(dead_broker, timeout=1)))
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from alembic import command
 from sqlalchemy import inspect
 
+from alembic import command
 from hub import migrate
 from hub.db import get_engine
 from hub.settings import get_settings
@@ -21,6 +21,13 @@ def test_downgrade_to_empty_and_upgrade_back_without_drift() -> None:
     assert tables() == set()
 
     migrate.upgrade(url)
-    assert {"orders", "order_lines", "outbox", "step_outcomes", "integration_events",
-            "failures", "breakers"} <= tables()
+    assert {
+        "orders",
+        "order_lines",
+        "outbox",
+        "step_outcomes",
+        "integration_events",
+        "failures",
+        "breakers",
+    } <= tables()
     command.check(migrate.alembic_config(url))  # raises if models and migrations disagree

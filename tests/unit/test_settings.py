@@ -12,13 +12,16 @@ def test_a_bare_postgresql_url_is_pointed_at_psycopg2(monkeypatch: pytest.Monkey
     assert load_settings().database_url == "postgresql+psycopg2://u@db:5432/hub"
 
 
-@pytest.mark.parametrize(("variable", "value"), [
-    ("HUB_API_PORT", "eighty"),
-    ("HUB_API_PORT", "70000"),
-    ("HUB_BROKER_URL", "redis://localhost"),
-    ("HUB_QUEUE_PREFIX", "Has Spaces"),
-    ("HUB_RETRY__MAX_ATTEMPTS", "0"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("HUB_API_PORT", "eighty"),
+        ("HUB_API_PORT", "70000"),
+        ("HUB_BROKER_URL", "redis://localhost"),
+        ("HUB_QUEUE_PREFIX", "Has Spaces"),
+        ("HUB_RETRY__MAX_ATTEMPTS", "0"),
+    ],
+)
 def test_a_bad_value_stops_with_the_variable_named(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:

@@ -33,12 +33,12 @@ class FakeStore:
         order = OrderSnapshot(order_id, {}, {}, "EUR", [{"sku": "A", "qty": 1}])
         return Started(order=order, attempt=attempt, earlier={})
 
-    def succeed(self, order_id: uuid.UUID, step: str, *, attempt: int, outcome: Outcome,
-                seconds: float) -> None:
+    def succeed(
+        self, order_id: uuid.UUID, step: str, *, attempt: int, outcome: Outcome, seconds: float
+    ) -> None:
         self.succeeded[(order_id, step)] = outcome
 
-    def fail(self, order_id: uuid.UUID, step: str, *, attempt: int,
-             error: DownstreamError) -> None:
+    def fail(self, order_id: uuid.UUID, step: str, *, attempt: int, error: DownstreamError) -> None:
         self.failures.append((step, attempt, error))
 
 
@@ -74,10 +74,13 @@ def test_every_call_carries_the_order_and_step_as_idempotency_key() -> None:
     assert system.calls == [f"{order_id}:fulfillment"]
 
 
-@pytest.mark.parametrize("error", [
-    TransientError(system="erp", message="down", status=503),
-    PermanentError(system="erp", message="no stock", status=409, code="out_of_stock"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        TransientError(system="erp", message="down", status=503),
+        PermanentError(system="erp", message="no stock", status=409, code="out_of_stock"),
+    ],
+)
 def test_a_failed_call_is_recorded_with_its_attempt_and_nothing_is_stored(
     error: DownstreamError,
 ) -> None:

@@ -22,20 +22,23 @@ def test_a_well_formed_order_is_accepted_with_money_kept_as_decimal_strings() ->
     assert order.lines[0].unit_price == "19.90"
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"surprise": 1}, "surprise"),
-    ({"lines": []}, "lines"),
-    ({"currency": "euro"}, "currency"),
-    ({"external_id": ""}, "external_id"),
-    ({"external_id": "x" * 200}, "external_id"),
-    ({"lines": [{"sku": "A", "qty": 0, "unit_price": "1.00"}]}, "lines.0.qty"),
-    ({"lines": [{"sku": "A", "qty": "2", "unit_price": "1.00"}]}, "lines.0.qty"),
-    ({"lines": [{"sku": "A", "qty": 1, "unit_price": 1.5}]}, "lines.0.unit_price"),
-    ({"lines": [{"sku": "A", "qty": 1, "unit_price": "-1"}]}, "lines.0.unit_price"),
-    ({"lines": [{"sku": "A", "qty": 1, "unit_price": "1e3"}]}, "lines.0.unit_price"),
-    ({"lines": [{"sku": "A", "qty": 1, "unit_price": "1.00", "note": "x"}]}, "lines.0.note"),
-    ({"lines": [{"sku": "A", "qty": 1, "unit_price": "1"}] * 101}, "lines"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"surprise": 1}, "surprise"),
+        ({"lines": []}, "lines"),
+        ({"currency": "euro"}, "currency"),
+        ({"external_id": ""}, "external_id"),
+        ({"external_id": "x" * 200}, "external_id"),
+        ({"lines": [{"sku": "A", "qty": 0, "unit_price": "1.00"}]}, "lines.0.qty"),
+        ({"lines": [{"sku": "A", "qty": "2", "unit_price": "1.00"}]}, "lines.0.qty"),
+        ({"lines": [{"sku": "A", "qty": 1, "unit_price": 1.5}]}, "lines.0.unit_price"),
+        ({"lines": [{"sku": "A", "qty": 1, "unit_price": "-1"}]}, "lines.0.unit_price"),
+        ({"lines": [{"sku": "A", "qty": 1, "unit_price": "1e3"}]}, "lines.0.unit_price"),
+        ({"lines": [{"sku": "A", "qty": 1, "unit_price": "1.00", "note": "x"}]}, "lines.0.note"),
+        ({"lines": [{"sku": "A", "qty": 1, "unit_price": "1"}] * 101}, "lines"),
+    ],
+)
 def test_a_malformed_order_is_refused_naming_the_field(change: dict[str, Any], field: str) -> None:
     assert field in errors_of(order_payload(**change))
 

@@ -1,0 +1,58 @@
+# Every target reads the HUB_* settings (environment or .env) and runs in the foreground.
+# The virtual environment is created on first use; nothing else needs installing by hand.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HUB := $(PY) -m hub
+STAMP := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test lint typecheck migrate api worker relay sandbox flower failures replay \
+        status timeline bench chaos reconcile clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (set PYTHON=python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create the virtual environment (done by every target that needs it)
+
+demo: venv ## the whole hub on this machine: sandbox, workers, relay, API, a batch of orders
+	$(HUB) demo
+
+test: venv lint typecheck ## ruff, mypy and the whole test suite on real PostgreSQL and RabbitMQ
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check hub tasks adapters tests
+	$(VENV)/bin/ruff format --check hub tasks adapters tests
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+migrate: venv ## create the database if needed and migrate it to the newest schema
+	$(HUB) migrate
+
+api: venv ## serve the intake API on HUB_API_HOST:HUB_API_PORT (default 127.0.0.1:8000)
+	$(HUB) api
+
+worker: venv ## a Celery worker consuming the three step queues
+	$(HUB) worker
+
+relay: venv ## the outbox relay
+	$(HUB) relay
+
+sandbox: venv ## the sandbox ERP, warehouse and accounting servers
+	$(HUB) sandbox
+
+timeline: venv ## the timeline of one order: make timeline ORDER=<id or external id>
+	$(HUB) timeline $(ORDER)
+
+clean: ## remove the virtual environment and run files
+	rm -rf $(VENV) var

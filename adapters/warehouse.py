@@ -1,0 +1,45 @@
+"""Warehouse adapter: ship a reserved order."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from adapters.http import JsonHttpClient
+
+if TYPE_CHECKING:
+    from hub.settings import Settings
+
+
+class WarehouseClient(JsonHttpClient):
+    """The warehouse's fulfillment API (contracts.md, "Warehouse: fulfillment")."""
+
+    system = "warehouse"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WarehouseClient:
+        """Build the client from HUB_WAREHOUSE_* and the HTTP timeouts."""
+        return cls(
+            base_url=settings.warehouse_url,
+            token=settings.warehouse_token.get_secret_value(),
+            connect_timeout=settings.http_connect_timeout,
+            read_timeout=settings.http_read_timeout,
+        )
+
+    def create_shipment(
+        self,
+        *,
+        order_id: str,
+        reservation_id: str,
+        ship_to: Mapping[str, Any],
+        lines: Sequence[Mapping[str, Any]],
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        """Create the shipment; answers {"shipment_id", "carrier", "tracking_number", ...}."""
+        body = {
+            "order_id": order_id,
+            "reservation_id": reservation_id,
+            "ship_to": dict(ship_to),
+            "lines": [{"sku": line["sku"], "qty": line["qty"]} for line in lines],
+        }
+        return self.post("/shipments", json_body=body, idempotency_key=idempotency_key)

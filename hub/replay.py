@@ -1,0 +1,165 @@
+"""Replaying and discarding failures: precise, recorded, safe to repeat or race.
+
+A replay resumes the order's chain at the failed step (earlier steps are not run again)
+through the outbox, so it is published exactly like a new order, by the same relay.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from hub import audit
+from hub.db import unit_of_work
+from hub.models import Failure, Order, OutboxMessage, StepOutcome
+
+
+@dataclass(frozen=True)
+class FailureFilter:
+    ids: Sequence[uuid.UUID] = ()
+    step: str | None = None
+    error_kind: str | None = None
+    code: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    state: str = "open"
+
+
+def failures_query(criteria: FailureFilter) -> Select[Failure]:
+    query = select(Failure).where(Failure.state == criteria.state)
+    if criteria.ids:
+        query = query.where(Failure.id.in_(criteria.ids))
+    if criteria.step:
+        query = query.where(Failure.step == criteria.step)
+    if criteria.error_kind:
+        query = query.where(Failure.error_kind == criteria.error_kind)
+    if criteria.code:
+        query = query.where(Failure.error_code == criteria.code)
+    if criteria.since:
+        query = query.where(Failure.last_failed_at >= criteria.since)
+    if criteria.until:
+        query = query.where(Failure.last_failed_at < criteria.until)
+    return query.order_by(Failure.first_failed_at, Failure.id)
+
+
+def find_failures(session: Session, criteria: FailureFilter, *, limit: int = 1000) -> list[Failure]:
+    return list(session.scalars(failures_query(criteria).limit(limit)))
+
+
+@dataclass(frozen=True)
+class Resolution:
+    failure_id: uuid.UUID
+    order_id: uuid.UUID
+    step: str
+    # replayed | discarded | skipped (no longer open: replayed or discarded by someone else)
+    outcome: str
+    outbox_id: int | None = None
+
+
+def _lock_open(session: Session, failure_id: uuid.UUID) -> Failure | None:
+    failure = session.get(Failure, failure_id, with_for_update=True)
+    return failure if failure is not None and failure.state == "open" else None
+
+
+def replay_one(
+    session: Session, failure_id: uuid.UUID, *, operator: str, reason: str
+) -> Resolution:
+    """Reopen the failed step and queue its chain; a second replay of the same failure is a no-op.
+
+    The row lock makes two concurrent replays of one failure queue it once: the second sees it
+    already replayed. The caller commits.
+    """
+    failure = _lock_open(session, failure_id)
+    if failure is None:
+        found = session.get(Failure, failure_id)
+        if found is None:
+            raise LookupError(f"no failure {failure_id}")
+        return Resolution(found.id, found.order_id, found.step, "skipped")
+    now = datetime.now(UTC)
+    failure.state = "replayed"
+    failure.resolved_at = now
+    failure.resolved_by = operator
+    failure.resolution_reason = reason
+    step_row = session.get(StepOutcome, (failure.order_id, failure.step), with_for_update=True)
+    order = session.get(Order, failure.order_id, with_for_update=True)
+    assert step_row is not None and order is not None
+    step_row.status = "pending"
+    # A fresh budget of attempts: the retry policy counts from here; the audit keeps the past.
+    step_row.attempts = 0
+    order.status = "processing"
+    outbox = OutboxMessage(order_id=failure.order_id, start_step=failure.step)
+    session.add(outbox)
+    audit.record(
+        session,
+        audit.REPLAYED,
+        order_id=failure.order_id,
+        step=failure.step,
+        failure_id=str(failure.id),
+        operator=operator,
+        reason=reason,
+        previous_attempts=failure.attempts,
+        error_kind=failure.error_kind,
+    )
+    session.flush()
+    return Resolution(failure.id, failure.order_id, failure.step, "replayed", outbox.id)
+
+
+def discard_one(
+    session: Session, failure_id: uuid.UUID, *, operator: str, reason: str
+) -> Resolution:
+    """Close a failure without replaying it; the order stays ``failed``. The caller commits."""
+    failure = _lock_open(session, failure_id)
+    if failure is None:
+        found = session.get(Failure, failure_id)
+        if found is None:
+            raise LookupError(f"no failure {failure_id}")
+        return Resolution(found.id, found.order_id, found.step, "skipped")
+    failure.state = "discarded"
+    failure.resolved_at = datetime.now(UTC)
+    failure.resolved_by = operator
+    failure.resolution_reason = reason
+    audit.record(
+        session,
+        audit.DISCARDED,
+        status="error",
+        order_id=failure.order_id,
+        step=failure.step,
+        failure_id=str(failure.id),
+        operator=operator,
+        reason=reason,
+    )
+    return Resolution(failure.id, failure.order_id, failure.step, "discarded")
+
+
+Action = Callable[..., Resolution]
+
+
+def resolve_many(
+    failure_ids: Sequence[uuid.UUID],
+    action: Action,
+    *,
+    operator: str,
+    reason: str,
+    per_second: float | None = None,
+    on_each: Callable[[Resolution], None] = lambda _: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Resolution]:
+    """Apply ``action`` to each failure in its own transaction, at most ``per_second`` a second.
+
+    The rate limit keeps a bulk replay from flooding a system that has only just recovered.
+    """
+    results = []
+    for index, failure_id in enumerate(failure_ids):
+        if per_second and index:
+            sleep(1 / per_second)
+        with unit_of_work() as session:
+            result = action(session, failure_id, operator=operator, reason=reason)
+        results.append(result)
+        on_each(result)
+    return results

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.processes import Supervisor, http_ok
+from hub.sandbox_control import Sandboxes
+from hub.settings import get_settings
+from tests import support
+
+LOGS = Path(__file__).resolve().parents[2] / "var" / "test-logs"
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _real_services() -> None:
+    support.require_services()
+    support.fresh_schema()
+    support.truncate_tables()
+    support.declare_and_purge_queues()
+
+
+class Stack:
+    """The hub as an operator runs it: sandbox, two worker processes, relay and API."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+        settings = get_settings()
+        self.api_url = f"http://{settings.api_host}:{settings.api_port}"
+        self.sandbox = Sandboxes.from_settings(settings)
+
+    def start(self) -> None:
+        s = self.supervisor
+        for url in [*self.sandbox.urls.values(), self.api_url]:
+            if http_ok(url)():
+                pytest.fail(
+                    f"something else already answers on {url}; stop it first", pytrace=False
+                )
+        sandbox = s.hub("sandbox", "sandbox")
+        s.wait_until(sandbox, http_ok(f"{self.sandbox.urls['erp']}/_health"))
+        for name in ("worker1", "worker2"):
+            self.start_worker(name)
+        s.hub("relay", "relay")
+        api = s.hub("api", "api")
+        s.wait_until(api, http_ok(f"{self.api_url}/healthz"))
+
+    def start_worker(self, name: str) -> None:
+        worker = self.supervisor.worker(name)
+        self.supervisor.wait_for_log(worker, "ready.", timeout=60)
+
+    def child(self, name: str) -> object:
+        return next(c for c in self.supervisor.children if c.name == name)
+
+
+@pytest.fixture(scope="package")
+def stack(_real_services: None) -> Iterator[Stack]:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    for old in LOGS.glob("*.log"):
+        old.unlink()
+    running = Stack(Supervisor(env={}, log_dir=LOGS))
+    try:
+        running.start()
+        yield running
+    finally:
+        running.supervisor.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_faults(stack: Stack) -> Iterator[None]:
+    stack.sandbox.clear_faults()
+    yield
+    stack.sandbox.clear_faults()
