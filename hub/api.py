@@ -143,4 +143,5 @@ def create_api(
             )
         return JSONResponse({"status": "ok", "postgresql": "ok", "rabbitmq": "ok"})
 
+    # Routes that live in modules of their own are installed here, one line each.
     return api

@@ -1,0 +1,45 @@
+"""What every ``hub`` command shares: consoles, settings that fail politely, service checks."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import typer
+from rich.console import Console
+
+from hub.settings import Settings, SettingsError, get_settings
+
+out = Console()
+err = Console(stderr=True)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def require_services(settings: Settings, *, postgres: bool = True, rabbitmq: bool = True) -> None:
+    """Stop with a message naming each service that does not answer (never a stack trace)."""
+    from hub.services import postgres_problem, rabbitmq_problem
+
+    down = []
+    if postgres:
+        down.append(postgres_problem(settings))
+    if rabbitmq:
+        down.append(rabbitmq_problem(settings))
+    problems = [p for p in down if p]
+    for problem in problems:
+        err.print(f"[red]{problem}[/red]")
+    if problems:
+        raise typer.Exit(3)
+
+
+def stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
