@@ -8,7 +8,7 @@ HUB := $(PY) -m hub
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint typecheck migrate api worker relay sandbox flower failures replay \
+.PHONY: help venv browser demo test lint typecheck migrate api worker relay sandbox flower failures replay \
         status timeline bench chaos reconcile clean
 
 help: ## list the targets
@@ -26,8 +26,13 @@ venv: $(STAMP) ## create the virtual environment (done by every target that need
 demo: venv ## the whole hub on this machine: sandbox, workers, relay, API, a batch of orders
 	$(HUB) demo
 
-test: venv lint typecheck ## ruff, mypy and the whole test suite on real PostgreSQL and RabbitMQ
+test: venv browser lint typecheck ## ruff, mypy and the whole test suite on real PostgreSQL and RabbitMQ
 	$(PY) -m pytest -q
+
+# The failures page is tested in a real headless browser: Debian's chromium and its driver.
+browser: ## install chromium and chromium-driver (apt-get) if either is missing
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; fi
 
 lint: venv
 	$(VENV)/bin/ruff check hub tasks adapters tests
@@ -53,6 +58,12 @@ sandbox: venv ## the sandbox ERP, warehouse and accounting servers
 
 timeline: venv ## the timeline of one order: make timeline ORDER=<id or external id>
 	$(HUB) timeline $(ORDER)
+
+flower: venv ## Flower on HUB_FLOWER_HOST:HUB_FLOWER_PORT (127.0.0.1:5555), basic auth from settings
+	$(HUB) flower
+
+status: venv ## one screen: orders, outbox lag, queues, failures, breakers, workers (WATCH=1 refreshes)
+	$(HUB) status $(if $(WATCH),--watch)
 
 clean: ## remove the virtual environment and run files
 	rm -rf $(VENV) var

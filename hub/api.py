@@ -12,17 +12,19 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError as DatabaseDown
 from starlette.concurrency import run_in_threadpool
 
+from hub import intake_auth, metrics, ui
 from hub.db import unit_of_work
 from hub.intake import Accepted, accept_order
 from hub.order_view import find_order, order_view
 from hub.outbox import ChainPublisher, publish_pending
-from hub.schemas import OrderIn
+from hub.schemas import EXTERNAL_ID_PATTERN, IDEMPOTENCY_KEY_PATTERN, OrderIn, order_openapi
 from hub.services import postgres_problem, rabbitmq_problem
 from hub.settings import Settings, get_settings
 
 log = logging.getLogger("hub.api")
 
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+ORDER_REF = re.compile(EXTERNAL_ID_PATTERN)
 
 
 def _error(status: int, code: str, detail: Any, **headers: str) -> JSONResponse:
@@ -60,6 +62,8 @@ def create_api(
         publisher = CeleryChainPublisher(celery_app, timeout=settings.publish_timeout)
     chain_publisher = publisher
     api = FastAPI(title="Order integration hub", version="1")
+    if not settings.intake_auth:
+        log.warning("intake authentication is OFF (HUB_INTAKE_AUTH=false): anyone may post")
 
     def store(order: OrderIn, key: str | None) -> Accepted:
         with unit_of_work() as session:
@@ -73,8 +77,12 @@ def create_api(
         except Exception:
             log.warning("fast-path publish failed; the relay will retry", exc_info=True)
 
-    @api.post("/orders", status_code=202)
+    @api.post("/orders", status_code=202, openapi_extra=order_openapi())
     async def create_order(request: Request) -> JSONResponse:
+        try:  # before the body is read: strangers get nothing but a 401
+            caller = await intake_auth.authenticate_request(request, settings)
+        except intake_auth.Refused as refused:
+            return refused.response()
         content_type = request.headers.get("content-type", "")
         if content_type.split(";")[0].strip().lower() != "application/json":
             return _error(415, "unsupported_media_type", "send Content-Type: application/json")
@@ -90,6 +98,10 @@ def create_api(
             return _error(
                 413, "payload_too_large", f"the body is larger than {settings.max_body_bytes} bytes"
             )
+        try:
+            intake_auth.verify_signature(caller, request.headers, body)
+        except intake_auth.Refused as refused:
+            return refused.response()
         try:
             order = OrderIn.model_validate_json(body)
         except ValidationError as exc:
@@ -119,7 +131,14 @@ def create_api(
         )
 
     @api.get("/orders/{ref}")
-    def get_order(ref: str) -> JSONResponse:
+    def get_order(ref: str, request: Request) -> JSONResponse:
+        try:  # an order's progress and downstream ids are senders' business, not the public's
+            caller = intake_auth.authenticate(request.headers, settings)
+            intake_auth.verify_signature(caller, request.headers, b"")
+        except intake_auth.Refused as refused:
+            return refused.response()
+        if not ORDER_REF.match(ref):  # no order has such an id; and NUL would crash the query
+            return _error(404, "not_found", "no order with that id or external id")
         with unit_of_work() as session:
             order = find_order(session, ref)
             if order is None:
@@ -144,4 +163,6 @@ def create_api(
         return JSONResponse({"status": "ok", "postgresql": "ok", "rabbitmq": "ok"})
 
     # Routes that live in modules of their own are installed here, one line each.
+    metrics.install_metrics(api, settings)
+    ui.install(api, settings=settings, publisher=chain_publisher)
     return api

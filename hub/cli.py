@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from hub import cli_failures, keys
+from hub import flower as flower_commands
+from hub import status as status_commands
 from hub.cli_support import err, out, require_services, settings_or_exit, stop_on_signals
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Order integration hub.")
@@ -36,14 +39,18 @@ def api() -> None:
     import uvicorn
 
     from hub.api import create_api
+    from hub.logs import configure_logging
+    from hub.request_log import RequestLog
 
     settings = settings_or_exit()
     require_services(settings)
+    configure_logging("api", fmt=settings.log_format, level=settings.log_level)
     uvicorn.run(
-        create_api(settings),
+        RequestLog(create_api(settings)),
         host=settings.api_host,
         port=settings.api_port,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through our logging, not its own formatter
         access_log=False,
     )
 
@@ -52,6 +59,7 @@ def api() -> None:
 def relay() -> None:
     """Publish outbox rows the intake's fast path did not, until stopped."""
     from hub import dead_letters
+    from hub.logs import configure_logging
     from hub.relay import run_relay
     from tasks.app import app as celery_app
     from tasks.publish import CeleryChainPublisher
@@ -59,14 +67,17 @@ def relay() -> None:
 
     settings = settings_or_exit()
     require_services(settings)
+    configure_logging("relay", fmt=settings.log_format, level=settings.log_level)
     stop = stop_on_signals()
     topology = Topology(settings.queue_prefix)
-    out.print(f"relay running (batch {settings.relay_batch_size}); Ctrl-C stops it")
+    logging.getLogger("hub.relay").info(
+        "relay running (batch %d); Ctrl-C stops it", settings.relay_batch_size
+    )
     with celery_app.connection_for_write() as connection:
         topology.declare(connection)
 
         def drain_failures() -> int:
-            return dead_letters.drain(connection, topology.failure_queue_name)
+            return dead_letters.drain(connection, topology.failure_queue())
 
         run_relay(
             CeleryChainPublisher(celery_app, timeout=settings.publish_timeout),
@@ -83,15 +94,18 @@ def worker(
     name: Annotated[str, typer.Option(help="node name")] = "worker",
 ) -> None:
     """A Celery worker consuming the three step queues."""
+    from hub.logs import configure_logging
     from hub.settings import STEPS
     from tasks.app import app as celery_app
     from tasks.topology import Topology
 
     settings = settings_or_exit()
     require_services(settings)
+    json_logs = configure_logging("worker", fmt=settings.log_format, level=settings.log_level)
     queues = ",".join(Topology(settings.queue_prefix).queue_name(step) for step in STEPS)
     celery_app.worker_main(
         argv=[
+            *(["--quiet"] if json_logs else []),  # no ASCII-art banner among JSON lines
             "worker",
             "-Q",
             queues,
@@ -100,7 +114,7 @@ def worker(
             "--hostname",
             f"{name}@%h",
             "--loglevel",
-            "INFO",
+            settings.log_level,
             "--without-gossip",
             "--without-mingle",
         ]
@@ -135,6 +149,7 @@ def timeline(ref: Annotated[str, typer.Argument(help="order id or external id")]
     """Show where an order is and how it got there."""
     from hub.db import unit_of_work
     from hub.order_view import find_order, order_view
+    from hub.timeline_view import print_timeline
 
     settings = settings_or_exit()
     require_services(settings, rabbitmq=False)
@@ -144,22 +159,7 @@ def timeline(ref: Annotated[str, typer.Argument(help="order id or external id")]
             err.print(f"[red]no order with id or external id {ref!r}[/red]")
             raise typer.Exit(1)
         view = order_view(session, order)
-    out.print(
-        f"order [bold]{view['order_id']}[/bold] ({view['external_id']}): "
-        f"[bold]{view['status']}[/bold]"
-    )
-    table = Table("when (UTC)", "event", "step", "attempt", "status", "detail")
-    for event in view["timeline"]:
-        detail = ", ".join(f"{k}={v}" for k, v in event["detail"].items() if v is not None)
-        table.add_row(
-            event["at"][11:23],
-            event["event_type"],
-            event["step"] or "",
-            str(event["attempt"] or ""),
-            event["status"],
-            detail,
-        )
-    out.print(table)
+    print_timeline(view)
 
 
 @cli.command()
@@ -182,6 +182,10 @@ def check() -> None:
 
 
 # Commands that live in modules of their own register here, one line each.
+cli_failures.register(cli)
+cli.add_typer(keys.keys_cli, name="keys")
+flower_commands.register(cli)
+status_commands.register(cli)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 import typer
@@ -10,8 +11,10 @@ from rich.console import Console
 
 from hub.settings import Settings, SettingsError, get_settings
 
-out = Console()
-err = Console(stderr=True)
+# Piped into grep or a file, a table must not fold ids across lines: give it room.
+_PIPED_WIDTH = None if sys.stdout.isatty() else 220
+out = Console(width=_PIPED_WIDTH)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 220)
 
 
 def settings_or_exit() -> Settings:

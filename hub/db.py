@@ -20,6 +20,9 @@ def engine_for(url: str) -> Engine:
         pool_size=5,
         max_overflow=10,
         connect_args={"connect_timeout": 5},
+        # A database error's text would otherwise carry the statement's values (customer data,
+        # key hashes) into logs and error records.
+        hide_parameters=True,
     )
 
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kombu.connection import Connection
+from kombu.entity import Queue
 
 from hub import audit
 from hub.db import unit_of_work
 from hub.failures import FailureReport, open_failure, record_failure
+from hub.models import StepOutcome
 
 log = logging.getLogger("hub.dead_letters")
 
@@ -53,22 +55,38 @@ def parse_dead_letter(headers: dict[str, Any], body: Any) -> DeadLetter | None:
     )
 
 
+def unrecorded_failure(letter: DeadLetter) -> FailureReport:
+    """A dead letter no task recorded: it killed its worker too often, or its task crashed."""
+    if letter.reason == "delivery_limit":
+        return FailureReport(
+            order_id=letter.order_id,
+            step=letter.step,
+            kind="poison",
+            attempts=letter.deliveries,
+            message=(
+                f"dead-lettered from {letter.queue} after {letter.deliveries} deliveries "
+                "(delivery limit): it kept killing its worker"
+            ),
+        )
+    return FailureReport(
+        order_id=letter.order_id,
+        step=letter.step,
+        kind="crashed",
+        attempts=letter.deliveries,
+        message=(
+            f"dead-lettered from {letter.queue} ({letter.reason}): the task failed "
+            "unexpectedly; see the worker log for its traceback"
+        ),
+    )
+
+
 def record_dead_letter(letter: DeadLetter) -> None:
     with unit_of_work() as session:
         if open_failure(session, letter.order_id, letter.step) is None:
-            record_failure(
-                session,
-                FailureReport(
-                    order_id=letter.order_id,
-                    step=letter.step,
-                    kind="poison",
-                    message=(
-                        f"message dead-lettered from {letter.queue} ({letter.reason}) after "
-                        f"{letter.deliveries} deliveries: it kept killing its worker"
-                    ),
-                    attempts=letter.deliveries,
-                ),
-            )
+            step_row = session.get(StepOutcome, (letter.order_id, letter.step))
+            # x-death counts dead-letterings, not deliveries; our attempts count those.
+            attempts = step_row.attempts if step_row else letter.deliveries
+            record_failure(session, unrecorded_failure(replace(letter, deliveries=attempts)))
         audit.record(
             session,
             audit.DEAD_LETTERED,
@@ -81,12 +99,14 @@ def record_dead_letter(letter: DeadLetter) -> None:
         )
 
 
-def drain(connection: Connection, queue_name: str, *, limit: int = 500) -> int:
+def drain(connection: Connection, queue: Queue, *, limit: int = 500) -> int:
     """Record and acknowledge up to ``limit`` dead letters; return how many were taken."""
-    channel = connection.default_channel
+    bound = queue.bind(connection.default_channel)
     taken = 0
     while taken < limit:
-        message = channel.basic_get(queue_name, no_ack=False)
+        message = bound.get(
+            no_ack=False, accept=["json", "application/x-python-serialize", "yaml", "msgpack"]
+        )
         if message is None:
             break
         letter = parse_dead_letter(dict(message.headers or {}), message.body)

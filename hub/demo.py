@@ -7,7 +7,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 from rich.console import Console
@@ -15,13 +15,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import select
 
-from hub import migrate
+from hub import keys, migrate
 from hub.db import unit_of_work
 from hub.models import Order
 from hub.processes import ROOT, Supervisor, http_ok
-from hub.sandbox_control import SYSTEM_OF_STEP, Sandboxes
+from hub.sandbox_control import Sandboxes
 from hub.services import problems
-from hub.settings import STEPS, Settings
+from hub.settings import STEPS, SYSTEM_OF_STEP, Settings
 
 LOG_DIR = ROOT / "var" / "demo"
 SKUS = [f"SKU-{n:03d}" for n in range(1, 11)]
@@ -34,10 +34,16 @@ class DemoRun:
     settings: Settings
     console: Console
     run_id: str
+    # The demo's own intake key ("demo" sender), made at start and revoked at the end.
+    api_key: str = field(default="", repr=False)
 
     @property
     def api_url(self) -> str:
         return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
 
 
 def sample_order(run: DemoRun, n: int, *, sku: str | None = None) -> dict[str, object]:
@@ -93,6 +99,7 @@ def start_stack(run: DemoRun, supervisor: Supervisor, *, workers: int) -> None:
 
 def post_batch(run: DemoRun, count: int) -> list[str]:
     session = requests.Session()
+    session.headers.update(run.auth_headers)
     progress = Progress(
         TextColumn("posting orders"),
         BarColumn(),
@@ -170,7 +177,9 @@ def run_demo(settings: Settings, *, orders: int, workers: int, console: Console)
     if down:
         return 3
     migrate.upgrade(settings.database_url)
-    run = DemoRun(settings, console, run_id=time.strftime("%H%M%S"))
+    with unit_of_work() as session:
+        demo_key = keys.create_key(session, "demo")
+    run = DemoRun(settings, console, run_id=time.strftime("%H%M%S"), api_key=demo_key.token)
     supervisor = Supervisor(env={}, log_dir=LOG_DIR)
     try:
         start_stack(run, supervisor, workers=workers)
@@ -191,3 +200,5 @@ def run_demo(settings: Settings, *, orders: int, workers: int, console: Console)
         return 130
     finally:
         supervisor.stop()
+        with contextlib.suppress(Exception), unit_of_work() as session:
+            keys.revoke_key(session, demo_key.key_id, by="demo")

@@ -163,7 +163,7 @@ class Failure(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
     step: Mapped[str] = mapped_column(String(32))
-    # permanent | exhausted | poison
+    # one of hub.failures.FAILURE_KINDS
     error_kind: Mapped[str] = mapped_column(String(16))
     http_status: Mapped[int | None] = mapped_column(Integer)
     error_code: Mapped[str | None] = mapped_column(String(64))
@@ -204,3 +204,22 @@ class BreakerState(Base):
     # While open: no call before this moment. While half-open: the probe's lease ends here.
     retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+
+
+class ApiKey(Base):
+    """A sender's intake key. Only a hash of the key is kept; the key is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+
+    # The key's public prefix: how a presented key is found, and what `hub keys` shows.
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(64))
+    # sha256 of the whole key: the key is high-entropy random, so a slow hash would add nothing.
+    key_hash: Mapped[str] = mapped_column(String(64))
+    # Senders that sign their webhooks: the HMAC secret. Verifying needs it in the clear.
+    signing_secret: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_by: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (Index("ix_api_keys_sender", "sender"),)

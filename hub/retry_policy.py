@@ -44,5 +44,9 @@ def next_delay(
         return None
     if retry_after is not None:
         return max(1, math.ceil(retry_after))
-    ceiling = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
-    return max(1, math.ceil(rand(0, ceiling)))
+    return max(1, math.ceil(rand(0, backoff_ceiling(policy, attempt=attempt))))
+
+
+def backoff_ceiling(policy: RetryPolicy, *, attempt: int) -> float:
+    """The most the jittered delay after ``attempt`` may be: doubling, up to ``max_delay``."""
+    return min(policy.max_delay, policy.base_delay * 2.0 ** (attempt - 1))

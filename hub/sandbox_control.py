@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.sandbox import SandboxControl
-from hub.settings import STEPS, Settings
-
-SYSTEM_OF_STEP = {"inventory": "erp", "fulfillment": "warehouse", "invoice": "accounting"}
+from hub.settings import STEPS, SYSTEM_OF_STEP, Settings
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.breaker_policy import BreakerPolicy
 from hub.retry_policy import RetryPolicy
 
 STEPS = ("inventory", "fulfillment", "invoice")
+# The downstream system each step calls; the breaker is per system.
+SYSTEM_OF_STEP = {"inventory": "erp", "fulfillment": "warehouse", "invoice": "accounting"}
 
 
 class SettingsError(Exception):
@@ -37,6 +41,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Senders need an API key (`hub keys create`); false only for a local trial.
+    intake_auth: bool = True
 
     http_connect_timeout: float = Field(default=3.0, gt=0)
     http_read_timeout: float = Field(default=10.0, gt=0)
@@ -49,8 +55,28 @@ class Settings(BaseSettings):
     retry_fulfillment: RetryPolicy | None = None
     retry_invoice: RetryPolicy | None = None
 
+    # Breaker shared by all workers (HUB_BREAKER__THRESHOLD, __COOLDOWN, __PROBE_LEASE).
+    breaker: BreakerPolicy = BreakerPolicy()
+
+    # Operator surfaces (the failures page, replay and discard) use HTTP basic auth with these;
+    # unset, they answer 503 rather than run open. Separate from the intake's API keys.
+    operator_user: str | None = Field(default=None, pattern=r"^[^:]{1,128}$")
+    operator_password: SecretStr | None = Field(default=None, min_length=1)
+
     relay_batch_size: int = Field(default=200, ge=1)
     relay_interval: float = Field(default=0.5, gt=0)
+
+    # Flower (`hub flower`): basic auth from these; without them it refuses to start unless
+    # HUB_FLOWER_OPEN=true says to run it open. Flower reads its users comma-separated.
+    flower_host: str = "127.0.0.1"
+    flower_port: int = Field(default=5555, ge=1, le=65535)
+    flower_user: str | None = Field(default=None, pattern=r"^[^:,\s]{1,128}$")
+    flower_password: SecretStr | None = Field(default=None, min_length=1)
+    flower_open: bool = False
+
+    # JSON lines when stdout is not a terminal (auto), or forced either way.
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("database_url")
     @classmethod

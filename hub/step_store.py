@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 from adapters.errors import DownstreamError
 from hub import audit
 from hub.db import unit_of_work
+from hub.logs import bind_log_context
 from hub.models import Order, StepOutcome
 from hub.settings import STEPS
 from hub.steps import AlreadyDone, OrderNotFound, OrderSnapshot, Outcome, Started
@@ -71,6 +72,7 @@ class SqlStepStore:
                 )
                 return AlreadyDone(Outcome(row.downstream_id or "", dict(row.result or {})))
             row.attempts += 1
+            bind_log_context(attempt=row.attempts)
             row.status = "running"
             if order.status == "received":
                 order.status = "processing"

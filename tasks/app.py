@@ -8,6 +8,10 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from hub.settings import STEPS, Settings, get_settings
+from tasks import (
+    log_context,  # noqa: F401  (connects the worker's logging signals)
+    memory,  # noqa: F401  (keeps retry garbage from piling up in workers)
+)
 from tasks.topology import Topology
 
 
@@ -24,11 +28,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Each publish waits for the broker's ack: a message is either in RabbitMQ or an error.
         "broker_transport_options": {"confirm_publish": True},
         "task_acks_late": True,
+        # A task that fails unexpectedly is rejected, not acked: RabbitMQ dead-letters it into
+        # the failure queue, where it gets a failure record instead of vanishing.
+        "task_acks_on_failure_or_timeout": False,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
+        # A message it cannot decode (a pickle, say) is dead-lettered rather than dropped.
+        "worker_consumer": "tasks.consumer:DeadLetteringConsumer",
         "event_serializer": "json",
         # The hub's own tables say where an order is; Celery results would be a second truth.
         "task_ignore_result": True,
@@ -40,6 +49,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_routing_key": topology.routing_key(STEPS[0]),
         "task_create_missing_queues": False,
         "task_routes": {task_name(step): {"queue": topology.queue_name(step)} for step in STEPS},
+        # Control and event exchanges are global by default: two hubs (or test runs) on one vhost
+        # would then share worker names and Flower would see both.
+        "control_exchange": f"{settings.queue_prefix}.control",
+        "event_exchange": f"{settings.queue_prefix}.events",
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,

@@ -27,7 +27,12 @@ TEST_ENV = {
     "HUB_API_PORT": str(PORT_BASE),
     "HUB_RETRY__BASE_DELAY": "1",
     "HUB_RETRY__MAX_DELAY": "4",
-    "HUB_RETRY__MAX_ATTEMPTS": "4",
+    "HUB_RETRY__MAX_ATTEMPTS": "6",
+    "HUB_BREAKER__THRESHOLD": "3",
+    "HUB_BREAKER__COOLDOWN": "2",
+    "HUB_BREAKER__PROBE_LEASE": "10",
     "HUB_RELAY_INTERVAL": "0.2",
+    "HUB_OPERATOR_USER": "test-operator",
+    "HUB_OPERATOR_PASSWORD": "test-operator-password-3c9d",
 }
 os.environ.update(TEST_ENV)

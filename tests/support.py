@@ -11,13 +11,15 @@ import pytest
 from kombu.connection import Connection
 from sqlalchemy import text
 
-from hub import migrate
-from hub.db import get_engine
+from hub import keys, migrate
+from hub.db import get_engine, unit_of_work
 from hub.services import postgres_problem, rabbitmq_problem
 from hub.settings import STEPS, get_settings
 from tasks.topology import Topology
 
-TABLES = "orders, order_lines, outbox, step_outcomes, integration_events, failures, breakers"
+TABLES = (
+    "orders, order_lines, outbox, step_outcomes, integration_events, failures, breakers, api_keys"
+)
 
 
 def require_services() -> None:
@@ -48,6 +50,11 @@ def fresh_schema() -> None:
 def truncate_tables() -> None:
     with get_engine().begin() as connection:
         connection.execute(text(f"TRUNCATE {TABLES} CASCADE"))
+
+
+def reset_breakers() -> None:
+    with get_engine().begin() as connection:
+        connection.execute(text("DELETE FROM breakers"))
 
 
 def broker_connection() -> Connection:
@@ -93,3 +100,18 @@ def statuses(order_ids: Iterable[uuid.UUID | str]) -> dict[str, str]:
             text("SELECT id::text, status FROM orders WHERE id::text = ANY(:ids)"), {"ids": ids}
         )
         return {row[0]: row[1] for row in rows}
+
+
+def api_key_headers(sender: str = "tests") -> dict[str, str]:
+    """Intake credentials: a new key of ``sender`` in the tests' database (tables are truncated
+    between tests, so make one per test)."""
+    with unit_of_work() as session:
+        new = keys.create_key(session, sender)
+    return {"Authorization": f"Bearer {new.token}"}
+
+
+def api_key_is_live(headers: dict[str, str]) -> bool:
+    token = headers.get("Authorization", "").removeprefix("Bearer ")
+    with unit_of_work() as session:
+        row = keys.find_key(session, token)
+        return row is not None and row.revoked_at is None

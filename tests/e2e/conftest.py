@@ -10,7 +10,8 @@ from hub.sandbox_control import Sandboxes
 from hub.settings import get_settings
 from tests import support
 
-LOGS = Path(__file__).resolve().parents[2] / "var" / "test-logs"
+# One directory per queue prefix, so two runs on one machine keep their logs apart.
+LOGS = Path(__file__).resolve().parents[2] / "var" / "test-logs" / get_settings().queue_prefix
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -29,6 +30,14 @@ class Stack:
         settings = get_settings()
         self.api_url = f"http://{settings.api_host}:{settings.api_port}"
         self.sandbox = Sandboxes.from_settings(settings)
+        self._headers: dict[str, str] = {}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Intake credentials; a new key when a test has emptied the tables since the last one."""
+        if not self._headers or not support.api_key_is_live(self._headers):
+            self._headers = support.api_key_headers("e2e")
+        return self._headers
 
     def start(self) -> None:
         s = self.supervisor
@@ -46,7 +55,10 @@ class Stack:
         s.wait_until(api, http_ok(f"{self.api_url}/healthz"))
 
     def start_worker(self, name: str) -> None:
-        worker = self.supervisor.worker(name)
+        # The node name carries the queue prefix: test runs sharing a broker would otherwise
+        # fight over the exclusive remote-control queue of "worker1@<host>".
+        node = f"{get_settings().queue_prefix}-{name}"
+        worker = self.supervisor.hub(name, "worker", "--concurrency", "2", "--name", node)
         self.supervisor.wait_for_log(worker, "ready.", timeout=60)
 
     def child(self, name: str) -> object:
@@ -69,5 +81,6 @@ def stack(_real_services: None) -> Iterator[Stack]:
 @pytest.fixture(autouse=True)
 def _no_faults(stack: Stack) -> Iterator[None]:
     stack.sandbox.clear_faults()
+    support.reset_breakers()  # a test that tripped one must not slow the next
     yield
     stack.sandbox.clear_faults()

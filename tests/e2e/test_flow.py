@@ -19,6 +19,7 @@ from tests.factories import order_payload
 
 def post_orders(stack: Stack, count: int, *, clients: int = 8) -> list[str]:
     session = requests.Session()
+    session.headers.update(stack.headers)
 
     def post(_: int) -> str:
         response = session.post(f"{stack.api_url}/orders", json=order_payload(), timeout=10)
@@ -55,7 +56,7 @@ def test_a_batch_of_orders_completes_with_one_effect_per_order_and_step(stack: S
 
     assert_exactly_once(stack, order_ids)
     timeline: list[dict[str, Any]] = requests.get(
-        f"{stack.api_url}/orders/{order_ids[0]}", timeout=5
+        f"{stack.api_url}/orders/{order_ids[0]}", headers=stack.headers, timeout=5
     ).json()["timeline"]
     kinds = [event["event_type"] for event in timeline]
     assert kinds[:2] == ["order.received", "order.queued"]
@@ -81,7 +82,9 @@ def worker_holding(stack: Stack, step: str) -> Child:
 
 
 def step_started(stack: Stack, order_id: str, step: str) -> bool:
-    view = requests.get(f"{stack.api_url}/orders/{order_id}", timeout=5).json()
+    view = requests.get(
+        f"{stack.api_url}/orders/{order_id}", headers=stack.headers, timeout=5
+    ).json()
     return any(e["event_type"] == "step.started" and e["step"] == step for e in view["timeline"])
 
 
@@ -108,6 +111,8 @@ def test_a_worker_killed_mid_step_leaves_the_order_to_complete_once(stack: Stack
 
     wait_completed([order_id], timeout=90)
     assert_exactly_once(stack, [order_id])
-    inventory = requests.get(f"{stack.api_url}/orders/{order_id}", timeout=5).json()
+    inventory = requests.get(
+        f"{stack.api_url}/orders/{order_id}", headers=stack.headers, timeout=5
+    ).json()
     assert inventory["steps"]["inventory"]["attempts"] >= 2, "the step ran again after the kill"
     assert uuid.UUID(order_id)

@@ -24,7 +24,7 @@ DEAD_BROKER = "amqp://guest:guest@127.0.0.1:5999//"  # nothing listens there
 
 @pytest.fixture
 def client() -> TestClient:
-    return TestClient(create_api())
+    return TestClient(create_api(), headers=support.api_key_headers())
 
 
 def counts() -> dict[str, int]:
@@ -142,7 +142,10 @@ def test_with_the_broker_down_the_order_is_still_accepted_and_the_relay_publishe
     None
 ):
     dead_broker = create_app(get_settings().model_copy(update={"broker_url": DEAD_BROKER}))
-    client = TestClient(create_api(publisher=CeleryChainPublisher(dead_broker, timeout=1)))
+    client = TestClient(
+        create_api(publisher=CeleryChainPublisher(dead_broker, timeout=1)),
+        headers=support.api_key_headers(),
+    )
 
     response = post(client, order_payload())
 

@@ -1,0 +1,136 @@
+"""``make bench`` / ``python -m bench``: the hub's figures against baselines of the same run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+FIGURES = ("throughput", "latency", "outage", "memory")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", default=",".join(FIGURES), help="figures to run, comma-separated")
+    parser.add_argument("--orders", type=int, default=1000, help="a: orders in the batch")
+    parser.add_argument("--clients", type=int, default=8, help="a: concurrent senders")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (Celery nodes)")
+    parser.add_argument("--concurrency", type=int, default=2, help="pool processes per worker")
+    parser.add_argument("--latency-requests", type=int, default=300, help="b: per scenario")
+    parser.add_argument("--latency-clients", type=int, default=16, help="b: concurrent senders")
+    parser.add_argument("--erp-latency-ms", type=int, default=500, help="b: slow ERP")
+    parser.add_argument("--rate", type=float, default=8.0, help="c: orders/s of the stream")
+    parser.add_argument("--outage", type=float, default=30.0, help="c: seconds the ERP is down")
+    parser.add_argument("--backlog-orders", type=int, default=2000, help="d: orders waiting")
+    parser.add_argument("--retry-after", type=int, default=120, help="d: the ERP's Retry-After")
+    parser.add_argument("--out", type=Path, default=Path("var/bench"), help="results directory")
+    parser.add_argument(
+        "--chart", type=Path, default=Path("docs/outage.png"), help="also write the chart here"
+    )
+    args = parser.parse_args(argv)
+    unknown = set(args.only.split(",")) - set(FIGURES)
+    if unknown:
+        parser.error(f"unknown figures {sorted(unknown)}; pick from {', '.join(FIGURES)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from bench.env import BENCH
+
+    BENCH.apply()  # before anything reads the settings
+
+    from rich.console import Console
+
+    from bench import latency, memory, outage, state, throughput
+    from bench.chart import outage_chart
+    from bench.report import table
+    from bench.stack import Stack
+    from hub.services import problems
+    from hub.settings import get_settings
+
+    console = Console()
+    settings = get_settings()
+    down = problems(settings)
+    for problem in down:
+        console.print(f"[red]{problem}[/red]")
+    if down:
+        return 3
+    only = args.only.split(",")
+    state.fresh_database()
+    state.purge_queues()
+    stack = Stack(settings, args.out / "logs", workers=args.workers, concurrency=args.concurrency)
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+        "stack": {
+            "database": settings.database_url.rsplit("/", 1)[-1],
+            "queue_prefix": settings.queue_prefix,
+            "api": f"{settings.api_host}:{settings.api_port}",
+            "workers": args.workers,
+            "processes_per_worker": args.concurrency,
+        },
+    }
+    started = time.monotonic()
+    try:
+        with console.status("starting sandbox, workers, relay and API ..."):
+            stack.start()
+        if "throughput" in only:
+            with console.status(f"a. throughput: {args.orders} orders, then the bare chain ..."):
+                results["throughput"] = throughput.measure(
+                    stack,
+                    throughput.ThroughputParams(
+                        orders=args.orders,
+                        clients=args.clients,
+                        workers=args.workers,
+                        concurrency=args.concurrency,
+                    ),
+                )
+        if "latency" in only:
+            with console.status("b. intake latency: ERP slow, ERP down; hub and baseline ..."):
+                results["latency"] = latency.measure(
+                    stack,
+                    latency.LatencyParams(
+                        requests=args.latency_requests,
+                        clients=args.latency_clients,
+                        erp_latency_ms=args.erp_latency_ms,
+                    ),
+                    baseline_port=int(settings.api_port) + 4,
+                )
+        if "outage" in only:
+            with console.status(f"c. outage: ERP down for {args.outage:.0f} s under a stream ..."):
+                results["outage"] = outage.measure(
+                    stack,
+                    outage.OutageParams(rate=args.rate, before=10, outage=args.outage, after=20),
+                )
+        if "memory" in only:
+            with console.status(f"d. memory: {args.backlog_orders} orders waiting ..."):
+                results["memory"] = memory.measure(
+                    stack,
+                    memory.MemoryParams(orders=args.backlog_orders, retry_after=args.retry_after),
+                )
+    finally:
+        stack.stop()
+        state.purge_queues()
+    results["seconds"] = round(time.monotonic() - started, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    console.print(table(results))
+    if "outage" in results:
+        outage_chart(results["outage"], [args.out / "outage.png", args.chart])
+        console.print(f"chart of the outage run: {args.out / 'outage.png'} and {args.chart}")
+    console.print(f"results: {args.out / 'results.json'} ({results['seconds']} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The point-to-point design the hub replaces: an intake that calls the ERP before answering.
+
+``python -m bench.baseline_api`` serves ``POST /orders`` on ``--port``: it validates the order
+with the hub's own schema, reserves stock in the ERP with the hub's own adapter (same
+timeouts), and answers 201 only once the ERP has answered; an ERP error becomes a 502. It does
+no authentication and stores nothing, so it is, if anything, flattered by the comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from adapters.erp import ErpClient
+from adapters.errors import DownstreamError
+from hub.schemas import OrderIn
+from hub.settings import Settings, get_settings
+
+
+def create_baseline(settings: Settings) -> FastAPI:
+    erp = ErpClient.from_settings(settings)
+    api = FastAPI(title="synchronous baseline")
+
+    def reserve(order: OrderIn) -> JSONResponse:
+        try:
+            reply = erp.reserve(
+                order_id=order.external_id,
+                lines=[{"sku": line.sku, "qty": line.qty} for line in order.lines],
+                idempotency_key=f"{order.external_id}:inventory",
+            )
+        except DownstreamError as exc:
+            return JSONResponse({"error": "erp_failed", "detail": str(exc)}, status_code=502)
+        return JSONResponse(
+            {"order_id": order.external_id, "reservation_id": reply["reservation_id"]},
+            status_code=201,
+        )
+
+    @api.post("/orders")
+    async def create_order(request: Request) -> JSONResponse:
+        try:
+            order = OrderIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return JSONResponse({"error": "validation_error", "detail": str(exc)}, 422)
+        return await run_in_threadpool(reserve, order)
+
+    @api.get("/healthz")
+    def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    return api
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(
+        create_baseline(get_settings()),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""What the hub's own tables say about a run (read-only queries of the stack's database)."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from hub import audit
+from hub.db import unit_of_work
+from hub.models import IntegrationEvent, Order, OutboxMessage, StepOutcome
+
+
+def status_counts() -> Counter[str]:
+    with unit_of_work() as session:
+        rows = session.execute(select(Order.status, func.count()).group_by(Order.status)).all()
+    return Counter({status: count for status, count in rows})
+
+
+def step_status_counts(step: str) -> Counter[str]:
+    with unit_of_work() as session:
+        rows = session.execute(
+            select(StepOutcome.status, func.count())
+            .where(StepOutcome.step == step)
+            .group_by(StepOutcome.status)
+        ).all()
+    return Counter({status: count for status, count in rows})
+
+
+def unsent_outbox() -> int:
+    with unit_of_work() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.sent_at.is_(None))
+            )
+            or 0
+        )
+
+
+def last_completion() -> datetime | None:
+    with unit_of_work() as session:
+        return session.scalar(
+            select(func.max(IntegrationEvent.created_at)).where(
+                IntegrationEvent.event_type == audit.COMPLETED
+            )
+        )
+
+
+def event_counts() -> Counter[str]:
+    with unit_of_work() as session:
+        rows = session.execute(
+            select(IntegrationEvent.event_type, func.count()).group_by(IntegrationEvent.event_type)
+        ).all()
+    return Counter({kind: count for kind, count in rows})
+
+
+def statuses_of(order_ids: set[str]) -> dict[str, str]:
+    """Status of each of these orders (ids as text); unknown ids are left out."""
+    if not order_ids:
+        return {}
+    with unit_of_work() as session:
+        rows = session.execute(
+            select(Order.id, Order.status).where(Order.id.in_([uuid.UUID(i) for i in order_ids]))
+        ).all()
+    return {str(order_id): status for order_id, status in rows}

@@ -1,0 +1,298 @@
+"""``hub failures``, ``hub replay``, ``hub discard``, ``hub breakers``: the 3 a.m. commands."""
+
+from __future__ import annotations
+
+import getpass
+import re
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+
+from hub.cli_support import err, out, require_services, settings_or_exit
+from hub.failures import FAILURE_KINDS
+from hub.replay import FailureFilter, Resolution
+
+DURATION = re.compile(r"^(\d+)([smhd])$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+StepOption = Annotated[str | None, typer.Option("--step", help="inventory | fulfillment | invoice")]
+KindOption = Annotated[
+    str | None, typer.Option("--kind", "--error", help=" | ".join(FAILURE_KINDS))
+]
+CodeOption = Annotated[str | None, typer.Option("--code", help="downstream error code")]
+SinceOption = Annotated[
+    str | None, typer.Option("--since", help="30m, 2h, 1d or an ISO time (last failure)")
+]
+UntilOption = Annotated[str | None, typer.Option("--until", help="ISO time or 30m/2h ago")]
+
+
+def parse_when(text: str | None, *, option: str) -> datetime | None:
+    """'2h' means two hours ago; anything else must be an ISO 8601 time (UTC if naive)."""
+    if text is None:
+        return None
+    match = DURATION.match(text.strip())
+    if match:
+        amount, unit = match.groups()
+        return datetime.now(UTC) - timedelta(**{UNITS[unit]: int(amount)})
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is neither a duration like 30m/2h/1d nor an ISO time", param_hint=option
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def parse_ids(values: list[str]) -> list[uuid.UUID]:
+    try:
+        return [uuid.UUID(value) for value in values]
+    except ValueError as exc:
+        raise typer.BadParameter(f"not a failure id: {exc}", param_hint="ID") from None
+
+
+def build_filter(
+    *,
+    ids: list[str],
+    step: str | None,
+    kind: str | None,
+    code: str | None,
+    since: str | None,
+    until: str | None,
+    state: str = "open",
+) -> FailureFilter:
+    from hub.settings import STEPS
+
+    if step is not None and step not in STEPS:
+        raise typer.BadParameter(f"{step!r} is not one of {', '.join(STEPS)}", param_hint="--step")
+    if kind is not None and kind not in FAILURE_KINDS:
+        raise typer.BadParameter(
+            f"{kind!r} is not one of {', '.join(FAILURE_KINDS)}", param_hint="--kind"
+        )
+    return FailureFilter(
+        ids=parse_ids(ids),
+        step=step,
+        error_kind=kind,
+        code=code,
+        since=parse_when(since, option="--since"),
+        until=parse_when(until, option="--until"),
+        state=state,
+    )
+
+
+def failures_table(rows: list[object], *, title: str) -> Table:
+    from hub.models import Failure
+
+    table = Table(title=title)
+    for column in (
+        "failure id",
+        "order",
+        "step",
+        "kind",
+        "http",
+        "code",
+        "attempts",
+        "last failed",
+        "message",
+    ):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        assert isinstance(row, Failure)
+        table.add_row(
+            str(row.id),
+            str(row.order_id),
+            row.step,
+            row.error_kind,
+            str(row.http_status or ""),
+            row.error_code or "",
+            str(row.attempts),
+            row.last_failed_at.strftime("%Y-%m-%d %H:%M:%S"),
+            row.message[:80],
+        )
+    return table
+
+
+def list_failures(
+    step: StepOption = None,
+    kind: KindOption = None,
+    code: CodeOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    state: Annotated[str, typer.Option(help="open | replayed | discarded")] = "open",
+    limit: Annotated[int, typer.Option(help="at most this many")] = 200,
+) -> None:
+    """List failures (open ones unless --state says otherwise), oldest first."""
+    from hub.db import unit_of_work
+    from hub.replay import find_failures
+
+    settings = settings_or_exit()
+    require_services(settings, rabbitmq=False)
+    criteria = build_filter(
+        ids=[], step=step, kind=kind, code=code, since=since, until=until, state=state
+    )
+    with unit_of_work() as session:
+        rows = find_failures(session, criteria, limit=limit)
+    if not rows:
+        out.print(f"no {state} failures match")
+        return
+    out.print(failures_table(list(rows), title=f"{len(rows)} {state} failure(s)"))
+
+
+def show_failure(failure_id: Annotated[str, typer.Argument(help="failure id")]) -> None:
+    """One failure with its order's whole timeline."""
+    from hub.db import unit_of_work
+    from hub.models import Failure, Order
+    from hub.order_view import order_view
+
+    settings = settings_or_exit()
+    require_services(settings, rabbitmq=False)
+    [fid] = parse_ids([failure_id])
+    with unit_of_work() as session:
+        failure = session.get(Failure, fid)
+        if failure is None:
+            err.print(f"[red]no failure {failure_id}[/red]")
+            raise typer.Exit(1)
+        order = session.get(Order, failure.order_id)
+        assert order is not None
+        view = order_view(session, order)
+        out.print(failures_table([failure], title=f"failure ({failure.state})"))
+        if failure.resolved_by:
+            out.print(
+                f"{failure.state} by {failure.resolved_by} at {failure.resolved_at}: "
+                f"{failure.resolution_reason}"
+            )
+    from hub.timeline_view import print_timeline
+
+    print_timeline(view)
+
+
+def _publish(resolution: Resolution) -> None:
+    """Publish a replay's outbox row now; if the broker is away the relay does it later."""
+    if resolution.outbox_id is None:
+        return
+    from hub.db import unit_of_work
+    from hub.outbox import publish_pending
+    from tasks.app import app as celery_app
+    from tasks.publish import CeleryChainPublisher
+
+    settings = settings_or_exit()
+    publisher = CeleryChainPublisher(celery_app, timeout=settings.publish_timeout)
+    with unit_of_work() as session:
+        publish_pending(session, publisher, limit=1, ids=[resolution.outbox_id])
+
+
+def replay(
+    ids: Annotated[list[str] | None, typer.Argument(help="failure ids")] = None,
+    step: StepOption = None,
+    kind: KindOption = None,
+    code: CodeOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    all_: Annotated[bool, typer.Option("--all", help="every open failure")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show, change nothing")] = False,
+    rate: Annotated[float, typer.Option(help="replays per second, at most", min=0.01)] = 5.0,
+    operator: Annotated[str, typer.Option(help="who replays (recorded)")] = getpass.getuser(),
+    reason: Annotated[str, typer.Option(help="why (recorded)")] = "replayed from the CLI",
+) -> None:
+    """Replay failures: by id, by filter, or --all; each resumes its chain at the failed step."""
+    from hub.db import unit_of_work
+    from hub.replay import find_failures, replay_one, resolve_many
+
+    settings = settings_or_exit()
+    ids = ids or []
+    if not (ids or step or kind or code or since or until or all_):
+        err.print(
+            "[red]say what to replay: failure ids, --step/--kind/--code/--since/--until, "
+            "or --all[/red]"
+        )
+        raise typer.Exit(2)
+    require_services(settings, rabbitmq=not dry_run)
+    criteria = build_filter(ids=ids, step=step, kind=kind, code=code, since=since, until=until)
+    with unit_of_work() as session:
+        rows = find_failures(session, criteria, limit=100_000)
+        chosen = [row.id for row in rows]
+        if criteria.ids:
+            # Named failures that are no longer open are reported, not silently ignored.
+            closed = set(criteria.ids) - set(chosen)
+            for failure in find_failures(
+                session, replace(criteria, state="replayed")
+            ) + find_failures(session, replace(criteria, state="discarded")):
+                out.print(
+                    f"skipped  {failure.id}  already {failure.state} by "
+                    f"{failure.resolved_by} at {failure.resolved_at:%Y-%m-%d %H:%M:%S}"
+                )
+                closed.discard(failure.id)
+            if closed:
+                err.print(f"[red]no such failure: {', '.join(map(str, sorted(closed)))}[/red]")
+                raise typer.Exit(1)
+        if dry_run or not rows:
+            title = f"dry run: would replay {len(rows)} failure(s)"
+            out.print(failures_table(list(rows), title=title) if rows else "nothing to replay")
+            return
+    counts = {"replayed": 0, "skipped": 0}
+
+    def each(result: Resolution) -> None:
+        counts[result.outcome] += 1
+        _publish(result)
+        out.print(
+            f"{result.outcome:8} {result.failure_id}  order {result.order_id} from {result.step}"
+        )
+
+    resolve_many(
+        chosen, replay_one, operator=operator, reason=reason, per_second=rate, on_each=each
+    )
+    out.print(
+        f"replayed {counts['replayed']}, skipped {counts['skipped']} "
+        "(already replayed or discarded by someone else)"
+    )
+
+
+def discard(
+    ids: Annotated[list[str], typer.Argument(help="failure ids")],
+    reason: Annotated[str, typer.Option(help="why (required, recorded)")],
+    operator: Annotated[str, typer.Option(help="who discards (recorded)")] = getpass.getuser(),
+) -> None:
+    """Close failures without replaying them; their orders stay failed."""
+    from hub.replay import discard_one, resolve_many
+
+    settings = settings_or_exit()
+    require_services(settings, rabbitmq=False)
+    if not reason.strip():
+        raise typer.BadParameter("a reason is required", param_hint="--reason")
+    for result in resolve_many(parse_ids(ids), discard_one, operator=operator, reason=reason):
+        out.print(f"{result.outcome:9} {result.failure_id}  order {result.order_id}")
+
+
+def breakers() -> None:
+    """The breaker of each downstream system, as every worker sees it."""
+    from hub.db import unit_of_work
+    from hub.models import BreakerState
+
+    settings = settings_or_exit()
+    require_services(settings, rabbitmq=False)
+    with unit_of_work() as session:
+        rows = session.scalars(select(BreakerState).order_by(BreakerState.system)).all()
+    table = Table("system", "state", "consecutive failures", "open since", "next call at")
+    for row in rows:
+        table.add_row(
+            row.system,
+            row.state,
+            str(row.consecutive_failures),
+            str(row.opened_at or ""),
+            str(row.retry_at or ""),
+        )
+    out.print(table if rows else "no breaker has tripped yet: all closed")
+
+
+def register(cli: typer.Typer) -> None:
+    failures = typer.Typer(help="List and inspect failures.", no_args_is_help=True)
+    failures.command("list")(list_failures)
+    failures.command("show")(show_failure)
+    cli.add_typer(failures, name="failures")
+    cli.command()(replay)
+    cli.command()(discard)
+    cli.command()(breakers)

@@ -1,0 +1,99 @@
+"""What the hub looks like right now, read from PostgreSQL and RabbitMQ in one go.
+
+``/metrics`` and ``hub status`` both render a ``Snapshot``. Workers are separate processes, so
+the numbers come from where the truth is kept (the hub's tables, the broker's queues), not from
+counters in this process. A service that does not answer makes its part ``Unreachable``; the
+rest of the snapshot is still taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from hub.settings import Settings
+
+ORDER_STATUSES = ("received", "processing", "completed", "failed")
+FAILURE_KINDS = ("permanent", "exhausted", "poison")
+# Upper bounds (seconds) of the step latency buckets; the last bucket is +Inf.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """A service the snapshot could not read, where it looked and why."""
+
+    service: str
+    where: str
+    reason: str
+    # What to do about it, e.g. the command that starts the service.
+    hint: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.service} unreachable at {self.where}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Durations of one step's successful downstream calls: cumulative counts per bucket."""
+
+    cumulative: tuple[int, ...]  # one per LATENCY_BUCKETS bound, then +Inf (== count)
+    count: int
+    sum_seconds: float
+
+
+@dataclass(frozen=True)
+class DatabaseFacts:
+    orders_by_status: dict[str, int] = field(default_factory=dict)
+    # Counted from audit events, so they only ever grow (an order failed twice counts twice).
+    orders_received: int = 0
+    orders_completed: int = 0
+    orders_failed: int = 0
+    retries_by_step: dict[str, int] = field(default_factory=dict)
+    latency_by_step: dict[str, Latency] = field(default_factory=dict)
+    outbox_backlog: int = 0
+    outbox_oldest_age_seconds: float = 0.0
+    # (step, error kind) -> open failure records
+    failures_open: dict[tuple[str, str], int] = field(default_factory=dict)
+    breakers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BrokerFacts:
+    # None: the queue does not exist (nothing declared it yet).
+    work_queues: dict[str, int | None] = field(default_factory=dict)
+    failure_queue: int | None = None
+    # Celery's native delayed delivery queues (``celery_delayed_*``) are shared by every
+    # hub on the vhost: their total is retries waiting, ours and any other hub's.
+    delayed_messages: int = 0
+    delayed_queues: int = 0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    taken_at: datetime
+    queue_prefix: str
+    database: DatabaseFacts | Unreachable
+    broker: BrokerFacts | Unreachable
+    # Node names of workers consuming our queues; None when not asked (``/metrics``).
+    workers: tuple[str, ...] | Unreachable | None = None
+
+
+def take_snapshot(settings: Settings, *, workers: bool = False, timeout: float = 3.0) -> Snapshot:
+    """Read everything; never raises for a service that is down or unwell."""
+    from hub.snapshot_broker import read_broker, read_workers
+    from hub.snapshot_db import read_database
+
+    database = read_database(settings, timeout=timeout)
+    broker = read_broker(settings, timeout=timeout)
+    seen: tuple[str, ...] | Unreachable | None = None
+    if workers:
+        # Asking workers needs the broker; don't wait on it twice when it is already known down.
+        seen = broker if isinstance(broker, Unreachable) else read_workers(settings, timeout=1.0)
+    return Snapshot(
+        taken_at=datetime.now(UTC),
+        queue_prefix=settings.queue_prefix,
+        database=database,
+        broker=broker,
+        workers=seen,
+    )

@@ -1,0 +1,97 @@
+"""The RabbitMQ half of a snapshot: queue depths by passive declare, and the workers online.
+
+No management plugin is assumed: a passive ``queue.declare`` answers with the message count
+(messages ready, not those a worker holds unacknowledged) and creates nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from amqp.exceptions import NotFound
+from kombu.connection import Connection
+from kombu.transport.native_delayed_delivery import MAX_LEVEL, level_name
+
+from hub.services import RABBIT_START
+from hub.settings import STEPS, Settings
+from hub.snapshot import BrokerFacts, Unreachable
+from tasks.topology import Topology
+
+log = logging.getLogger("hub.snapshot")
+
+DELAYED_QUEUES = tuple(level_name(level) for level in range(MAX_LEVEL + 1))
+
+
+class _Depths:
+    """Message counts by passive declare; a missing queue closes the channel, so reopen it."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._channel = connection.channel()
+
+    def of(self, queue: str) -> int | None:
+        try:
+            _, messages, _ = self._channel.queue_declare(queue, passive=True)
+        except NotFound:
+            self._channel = self._connection.channel()
+            return None
+        return int(messages)
+
+
+def _connection(settings: Settings, timeout: float) -> Connection:
+    return Connection(settings.broker_url, connect_timeout=timeout)
+
+
+def read_broker(settings: Settings, *, timeout: float = 3.0) -> BrokerFacts | Unreachable:
+    """Depths of our work queues, the failure queue and the delayed-delivery queues."""
+    topology = Topology(settings.queue_prefix)
+    connection = _connection(settings, timeout)
+    try:
+        connection.ensure_connection(max_retries=1, timeout=timeout)
+        depths = _Depths(connection)
+        work = {topology.queue_name(step): depths.of(topology.queue_name(step)) for step in STEPS}
+        failure = depths.of(topology.failure_queue_name)
+        delayed = [n for n in (depths.of(name) for name in DELAYED_QUEUES) if n is not None]
+    except Exception as exc:  # whatever kombu or the socket raise, the answer is the same
+        reason = str(exc) or type(exc).__name__
+        log.info("snapshot: RabbitMQ not readable: %s", reason)
+        return Unreachable(
+            "RabbitMQ", connection.as_uri(), reason, f"start it with: {RABBIT_START}"
+        )
+    finally:
+        connection.release()
+    return BrokerFacts(
+        work_queues=work,
+        failure_queue=failure,
+        delayed_messages=sum(delayed),
+        delayed_queues=len(delayed),
+    )
+
+
+def read_workers(settings: Settings, *, timeout: float = 1.0) -> tuple[str, ...] | Unreachable:
+    """Node names of the workers that answer within ``timeout`` and consume one of our queues.
+
+    Other hubs' workers on the same vhost answer the broadcast too; the queue filter keeps
+    them out of our count.
+    """
+    from tasks.app import app
+
+    ours = {Topology(settings.queue_prefix).queue_name(step) for step in STEPS}
+    connection = _connection(settings, timeout)
+    try:
+        connection.ensure_connection(max_retries=1, timeout=timeout)
+        replies = app.control.inspect(timeout=timeout, connection=connection).active_queues()
+    except Exception as exc:
+        reason = str(exc) or type(exc).__name__
+        return Unreachable(
+            "RabbitMQ", connection.as_uri(), reason, f"start it with: {RABBIT_START}"
+        )
+    finally:
+        connection.release()
+    return tuple(
+        sorted(
+            node
+            for node, queues in (replies or {}).items()
+            if any(queue.get("name") in ours for queue in queues or [])
+        )
+    )

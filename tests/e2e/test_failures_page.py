@@ -1,0 +1,212 @@
+"""The failures page in a real headless Chromium against the running hub: see, replay, discard.
+
+Two orders fail for real (the sandbox ERP knows none of their skus: 409 out_of_stock, permanent).
+The operator, signed in with basic auth, replays one after a restock and discards the other;
+the replayed order then completes through the workers.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
+from sqlalchemy import select
+
+from hub.db import unit_of_work
+from hub.intake import accept_order
+from hub.models import Failure, IntegrationEvent
+from hub.processes import ROOT
+from hub.schemas import OrderIn
+from hub.settings import get_settings
+from tests import support
+from tests.e2e.conftest import LOGS, Stack
+from tests.factories import order_payload
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCREENSHOT = ROOT / "var" / "screenshots" / "failures-page.png"
+ORDER_SCREENSHOT = SCREENSHOT.with_name("order-timeline.png")
+# As the machine notes say: without the background-networking flags Chromium keeps dialling
+# hosts this closed network refuses.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1500,900",
+)
+
+
+@contextmanager
+def chromium(profile: Path) -> Iterator[WebDriver]:
+    """Debian's headless Chromium through its chromedriver; fails (never skips) without them."""
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    if missing:
+        pytest.fail(
+            f"the failures-page test needs Debian's chromium and chromium-driver, and "
+            f"{' and '.join(missing)} is missing: run `make browser` "
+            "(apt-get install -y chromium chromium-driver)",
+            pytrace=False,
+        )
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile}")
+    LOGS.mkdir(parents=True, exist_ok=True)
+    service = Service(str(CHROMEDRIVER), log_output=str(LOGS / "chromedriver.log"))
+    driver = webdriver.Chrome(options=options, service=service)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def sign_in(driver: WebDriver) -> str:
+    """Send the operator's basic credentials with every request of the tab; return the user."""
+    settings = get_settings()
+    assert settings.operator_user and settings.operator_password, "TEST_ENV sets them"
+    pair = f"{settings.operator_user}:{settings.operator_password.get_secret_value()}"
+    header = "Basic " + base64.b64encode(pair.encode()).decode()
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": header}})
+    return settings.operator_user
+
+
+def order_that_fails(sku: str) -> uuid.UUID:
+    """Stored like intake stores it; the relay publishes it and the ERP refuses the sku."""
+    line = {"sku": sku, "qty": 1, "unit_price": str(Decimal("3.50"))}
+    with unit_of_work() as session:
+        accepted = accept_order(
+            session, OrderIn.model_validate(order_payload(lines=[line])), idempotency_key=None
+        )
+    return accepted.order_id
+
+
+def settled_failure(order_id: uuid.UUID) -> Failure:
+    """The order's open failure, once its rejected message has also been dead-lettered."""
+
+    def ready() -> bool:
+        with unit_of_work() as session:
+            failed = session.scalars(
+                select(Failure).where(Failure.order_id == order_id, Failure.state == "open")
+            ).one_or_none()
+            lettered = session.scalars(
+                select(IntegrationEvent.id).where(
+                    IntegrationEvent.order_id == order_id,
+                    IntegrationEvent.event_type == "step.dead_lettered",
+                )
+            ).first()
+        return failed is not None and lettered is not None
+
+    support.wait_for(ready, timeout=60, what=f"order {order_id} to fail at the ERP")
+    with unit_of_work() as session:
+        return session.scalars(
+            select(Failure).where(Failure.order_id == order_id, Failure.state == "open")
+        ).one()
+
+
+def stored(failure_id: uuid.UUID) -> Failure:
+    with unit_of_work() as session:
+        failure = session.get(Failure, failure_id)
+    assert failure is not None
+    return failure
+
+
+def flash_text(driver: WebDriver) -> str:
+    try:
+        element = WebDriverWait(driver, 15).until(
+            expected_conditions.presence_of_element_located((By.ID, "flash"))
+        )
+    except TimeoutException:
+        pytest.fail(
+            f"no flash message at {driver.current_url}; the page says:\n"
+            f"{driver.page_source[:3000]}",
+            pytrace=False,
+        )
+    return str(element.text)
+
+
+def rows(driver: WebDriver) -> set[str]:
+    return {str(row.get_attribute("id")) for row in driver.find_elements(By.CSS_SELECTOR, "tr[id]")}
+
+
+def test_an_operator_replays_and_discards_failures_in_a_real_browser(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both paths are given, so Selenium Manager has nothing to look up; offline in any case.
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    with chromium(tmp_path / "chromium-profile") as browser:
+        operate(stack, browser)
+
+
+def operate(stack: Stack, browser: WebDriver) -> None:
+    replay_sku, discard_sku = (f"UI-{uuid.uuid4().hex[:10]}" for _ in range(2))
+    to_replay = settled_failure(order_that_fails(replay_sku))
+    to_discard = settled_failure(order_that_fails(discard_sku))
+    operator = sign_in(browser)
+
+    browser.get(f"{stack.api_url}/ui/failures?step=inventory&kind=permanent")
+
+    assert {f"failure-{to_replay.id}", f"failure-{to_discard.id}"} <= rows(browser)
+    row = browser.find_element(By.ID, f"failure-{to_replay.id}").text
+    assert str(to_replay.order_id) in row and "out_of_stock" in row and replay_sku in row
+
+    stack.sandbox.set_stock({replay_sku: 10})
+    browser.find_element(By.ID, f"replay-{to_replay.id}").click()
+
+    assert flash_text(browser).startswith(
+        f"Replayed inventory of order {to_replay.order_id}: queued"
+    )
+    assert f"failure-{to_replay.id}" not in rows(browser)
+    assert f"failure-{to_discard.id}" in rows(browser)
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(SCREENSHOT))
+    print(f"screenshot: {SCREENSHOT}")
+    replayed = stored(to_replay.id)
+    assert (replayed.state, replayed.resolved_by) == ("replayed", operator)
+
+    browser.find_element(By.ID, f"reason-{to_discard.id}").send_keys("sku retired, order void")
+    browser.find_element(By.ID, f"discard-{to_discard.id}").click()
+
+    assert flash_text(browser) == (
+        f"Discarded the failure of inventory for order {to_discard.order_id}."
+    )
+    assert f"failure-{to_discard.id}" not in rows(browser)
+    discarded = stored(to_discard.id)
+    assert (discarded.state, discarded.resolved_by, discarded.resolution_reason) == (
+        "discarded",
+        operator,
+        "sku retired, order void",
+    )
+
+    support.wait_for(
+        lambda: support.statuses([to_replay.order_id]) == {str(to_replay.order_id): "completed"},
+        timeout=60,
+        what="the replayed order to complete",
+    )
+    browser.get(f"{stack.api_url}/ui/orders/{to_replay.order_id}")
+    assert browser.find_element(By.ID, "order-status").text == "completed"
+    timeline = browser.find_element(By.ID, "timeline").text
+    assert "failure.replayed" in timeline and "order.completed" in timeline
+    browser.save_screenshot(str(ORDER_SCREENSHOT))
+    print(f"screenshot: {ORDER_SCREENSHOT}")

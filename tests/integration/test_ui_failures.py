@@ -1,0 +1,367 @@
+"""The failures page on real PostgreSQL and RabbitMQ: listing, filters, replay, discard, forgery."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from hub.api import create_api
+from hub.db import unit_of_work
+from hub.failures import FailureReport, record_failure
+from hub.intake import accept_order
+from hub.models import Failure, IntegrationEvent, Order, OutboxMessage, StepOutcome
+from hub.operator_auth import issue_form_token
+from hub.schemas import OrderIn
+from hub.settings import STEPS, get_settings
+from tests import support
+from tests.factories import order_payload
+
+OPERATOR = "test-operator"
+
+
+def operator_auth() -> tuple[str, str]:
+    password = get_settings().operator_password
+    assert password is not None
+    return OPERATOR, password.get_secret_value()
+
+
+@pytest.fixture
+def client() -> TestClient:
+    client = TestClient(create_api())
+    client.auth = operator_auth()
+    return client
+
+
+def make_failure(
+    *,
+    step: str = "inventory",
+    kind: str = "permanent",
+    message: str = "out of stock: SKU-001",
+    http_status: int | None = 409,
+    code: str | None = "out_of_stock",
+    attempts: int = 1,
+) -> Failure:
+    """An accepted order (its intake outbox row left unsent) that gave up at ``step``."""
+    with unit_of_work() as session:
+        accepted = accept_order(
+            session, OrderIn.model_validate(order_payload()), idempotency_key=None
+        )
+        failure = record_failure(
+            session,
+            FailureReport(
+                order_id=accepted.order_id,
+                step=step,
+                kind=kind,
+                message=message,
+                attempts=attempts,
+                http_status=http_status,
+                code=code,
+            ),
+        )
+    assert failure is not None
+    return failure
+
+
+def listed_ids(page: str) -> set[str]:
+    return set(re.findall(r'<tr id="failure-([0-9a-f-]{36})"', page))
+
+
+def form_token(client: TestClient) -> str:
+    page = client.get("/ui/failures")
+    found = re.search(r'name="token" value="([^"]+)"', page.text)
+    assert found, "the page carries a form token"
+    return found.group(1)
+
+
+def flash(page: str) -> str:
+    found = re.search(r'<p class="flash (\w+)" id="flash" role="status">([^<]*)</p>', page)
+    assert found, "the page shows a flash message"
+    return f"{found.group(1)}: {found.group(2)}"
+
+
+def stored(failure_id: uuid.UUID) -> Failure:
+    with unit_of_work() as session:
+        failure = session.get(Failure, failure_id)
+    assert failure is not None
+    return failure
+
+
+def events(kind: str) -> list[IntegrationEvent]:
+    with unit_of_work() as session:
+        return list(
+            session.scalars(select(IntegrationEvent).where(IntegrationEvent.event_type == kind))
+        )
+
+
+def test_the_page_lists_open_failures_with_what_an_operator_needs(client: TestClient) -> None:
+    failure = make_failure(message="ERP said: 409 out_of_stock for SKU-001", attempts=3)
+    with unit_of_work() as session:
+        order = session.get(Order, failure.order_id)
+        assert order is not None
+        external_id = order.external_id
+
+    page = client.get("/ui/failures")
+
+    assert page.status_code == 200
+    assert listed_ids(page.text) == {str(failure.id)}
+    row = page.text.split(f'id="failure-{failure.id}"')[1].split("</tr>")[0]
+    for shown in (
+        f'href="/ui/orders/{failure.order_id}"',
+        external_id,
+        "<td>inventory</td>",
+        "<td>permanent</td>",
+        "409",
+        "out_of_stock",
+        "ERP said: 409 out_of_stock for SKU-001",
+        "<td>3</td>",
+        failure.first_failed_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
+        f'action="/ui/failures/{failure.id}/replay"',
+        f'action="/ui/failures/{failure.id}/discard"',
+    ):
+        assert shown in row, shown
+
+
+def test_filters_narrow_the_list_by_step_kind_code_and_time_window(client: TestClient) -> None:
+    inventory = make_failure()
+    fulfillment = make_failure(
+        step="fulfillment", kind="exhausted", http_status=503, code=None, message="down"
+    )
+    invoice = make_failure(step="invoice", kind="poison", http_status=None, code=None)
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    in_an_hour = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    everything = {str(f.id) for f in (inventory, fulfillment, invoice)}
+
+    def shown(**params: str) -> set[str]:
+        response = client.get("/ui/failures", params=params)
+        assert response.status_code == 200, response.text
+        return listed_ids(response.text)
+
+    assert shown() == everything
+    assert shown(step="fulfillment") == {str(fulfillment.id)}
+    assert shown(kind="poison") == {str(invoice.id)}
+    assert shown(code="out_of_stock") == {str(inventory.id)}
+    assert shown(step="inventory", kind="exhausted") == set()
+    assert shown(since=hour_ago) == everything
+    assert shown(since=hour_ago, until=in_an_hour) == everything
+    assert shown(since=in_an_hour) == set()
+    assert shown(until=hour_ago) == set()
+    assert shown(since=datetime.now(UTC).isoformat()) == set()
+
+
+def test_an_invalid_filter_is_named_and_lists_nothing(client: TestClient) -> None:
+    make_failure()
+
+    response = client.get("/ui/failures", params={"since": "yesterday", "step": "shipping"})
+
+    assert response.status_code == 422
+    assert listed_ids(response.text) == set()
+    assert "since is not a date and time" in response.text
+    assert "step must be one of inventory, fulfillment, invoice" in response.text
+
+
+def test_downstream_text_is_escaped_never_run_as_html(client: TestClient) -> None:
+    attack = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    failure = make_failure(message=attack, code="<b>code</b>")
+
+    for url in ("/ui/failures", f"/ui/orders/{failure.order_id}"):
+        page = client.get(url).text
+        assert "<script>alert" not in page
+        assert "<img src=x" not in page
+        assert "<b>code</b>" not in page
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+
+    reflected = client.get("/ui/failures", params={"code": '"><script>alert(2)</script>'}).text
+    assert "<script>alert(2)" not in reflected
+
+
+def test_the_order_page_shows_its_steps_failures_and_timeline(client: TestClient) -> None:
+    failure = make_failure(step="fulfillment", message="warehouse refused")
+
+    page = client.get(f"/ui/orders/{failure.order_id}")
+
+    assert page.status_code == 200
+    assert 'id="order-status">failed<' in page.text
+    timeline = page.text.split('id="timeline"')[1]
+    assert timeline.index("order.received") < timeline.index("order.failed")
+    assert "warehouse refused" in page.text
+    assert f'action="/ui/failures/{failure.id}/replay"' in page.text
+    assert client.get(f"/ui/orders/{uuid.uuid4()}").status_code == 404
+
+
+def test_replay_reopens_the_step_queues_it_and_records_the_operator(client: TestClient) -> None:
+    failure = make_failure(step="fulfillment", kind="exhausted", http_status=503, code=None)
+    other = make_failure()
+    token = form_token(client)
+
+    response = client.post(
+        f"/ui/failures/{failure.id}/replay",
+        data={"token": token, "next": "/ui/failures?step=fulfillment"},
+        follow_redirects=False,
+    )
+
+    assert response.status_code == 303
+    assert response.headers["location"] == "/ui/failures?step=fulfillment"
+    page = client.get(response.headers["location"])
+    assert flash(page.text) == f"ok: Replayed fulfillment of order {failure.order_id}: queued."
+    assert listed_ids(client.get("/ui/failures").text) == {str(other.id)}
+    replayed = stored(failure.id)
+    assert replayed.state == "replayed"
+    assert replayed.resolved_by == OPERATOR
+    assert replayed.resolved_at is not None
+    with unit_of_work() as session:
+        outbox = session.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.order_id == failure.order_id,
+                OutboxMessage.start_step == "fulfillment",
+            )
+        ).one()
+        step = session.get(StepOutcome, (failure.order_id, "fulfillment"))
+        order = session.get(Order, failure.order_id)
+    assert outbox.sent_at is not None, "published right after the replay, not left to the relay"
+    assert step is not None and step.status == "pending"
+    assert order is not None and order.status == "processing"
+    [audit] = events("failure.replayed")
+    assert audit.order_id == failure.order_id
+    assert audit.step == "fulfillment"
+    assert audit.detail["operator"] == OPERATOR
+    assert audit.detail["failure_id"] == str(failure.id)
+    fulfillment_queue = support.work_queue_names()[STEPS.index("fulfillment")]
+    assert support.queue_depth(fulfillment_queue) == 1
+
+
+def test_a_second_replay_of_the_same_failure_does_nothing(client: TestClient) -> None:
+    failure = make_failure()
+    token = form_token(client)
+
+    client.post(f"/ui/failures/{failure.id}/replay", data={"token": token})
+    again = client.post(f"/ui/failures/{failure.id}/replay", data={"token": token})
+
+    assert flash(again.text) == (
+        f"info: Failure of inventory for order {failure.order_id} was already replayed "
+        f"by {OPERATOR}; nothing done."
+    )
+    with unit_of_work() as session:
+        replays = session.scalars(
+            select(OutboxMessage).where(
+                OutboxMessage.order_id == failure.order_id, OutboxMessage.sent_at.is_not(None)
+            )
+        ).all()
+    assert len(replays) == 1
+    assert len(events("failure.replayed")) == 1
+    assert support.queue_depth(support.work_queue_names()[0]) == 1
+
+
+def test_discard_needs_a_reason_and_records_it_with_the_operator(client: TestClient) -> None:
+    failure = make_failure()
+    token = form_token(client)
+
+    refused = client.post(
+        f"/ui/failures/{failure.id}/discard", data={"token": token, "reason": " "}
+    )
+    assert flash(refused.text) == "error: Discard needs a reason; nothing done."
+    assert stored(failure.id).state == "open"
+
+    done = client.post(
+        f"/ui/failures/{failure.id}/discard",
+        data={"token": token, "reason": "customer cancelled by phone"},
+    )
+
+    assert (
+        flash(done.text) == f"ok: Discarded the failure of inventory for order {failure.order_id}."
+    )
+    assert listed_ids(done.text) == set()
+    discarded = stored(failure.id)
+    assert discarded.state == "discarded"
+    assert discarded.resolved_by == OPERATOR
+    assert discarded.resolution_reason == "customer cancelled by phone"
+    [audit] = events("failure.discarded")
+    assert audit.detail["operator"] == OPERATOR
+    assert audit.detail["reason"] == "customer cancelled by phone"
+    with unit_of_work() as session:
+        order = session.get(Order, failure.order_id)
+    assert order is not None and order.status == "failed"
+
+
+def test_an_unknown_failure_is_named_and_nothing_changes(client: TestClient) -> None:
+    missing = uuid.uuid4()
+
+    token = issue_form_token(get_settings(), OPERATOR)  # an empty list has no form to read it from
+
+    response = client.post(f"/ui/failures/{missing}/replay", data={"token": token})
+
+    assert flash(response.text) == f"error: no failure {missing}"
+
+
+@pytest.mark.parametrize(
+    ("fields", "headers"),
+    [
+        ({}, {}),
+        ({"token": "1700000000.deadbeef"}, {}),
+        ({"token": "expired"}, {}),
+        ({"token": "valid"}, {"Origin": "https://evil.example"}),
+        ({"token": "valid"}, {"Sec-Fetch-Site": "cross-site"}),
+    ],
+    ids=["no-token", "forged-token", "expired-token", "cross-origin", "cross-site-fetch"],
+)
+@pytest.mark.parametrize("action", ["replay", "discard"])
+def test_a_forged_form_is_refused_and_changes_nothing(
+    client: TestClient, action: str, fields: dict[str, str], headers: dict[str, str]
+) -> None:
+    failure = make_failure()
+    settings = get_settings()
+    tokens = {
+        "valid": issue_form_token(settings, OPERATOR),
+        "expired": issue_form_token(settings, OPERATOR, now=time.time() - 13 * 3600),
+    }
+    data = {k: tokens.get(v, v) for k, v in fields.items()} | {"reason": "forged"}
+
+    response = client.post(f"/ui/failures/{failure.id}/{action}", data=data, headers=headers)
+
+    assert response.status_code == 403
+    assert "did not come from the failures page" in response.text
+    assert stored(failure.id).state == "open"
+    assert events("failure.replayed") == events("failure.discarded") == []
+
+
+def test_a_same_origin_post_with_a_valid_token_is_accepted(client: TestClient) -> None:
+    failure = make_failure()
+
+    response = client.post(
+        f"/ui/failures/{failure.id}/replay",
+        data={"token": form_token(client)},
+        headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
+        follow_redirects=False,
+    )
+
+    assert response.status_code == 303
+    assert stored(failure.id).state == "replayed"
+
+
+def test_only_urlencoded_forms_are_read(client: TestClient) -> None:
+    failure = make_failure()
+
+    response = client.post(f"/ui/failures/{failure.id}/replay", json={"token": form_token(client)})
+
+    assert response.status_code == 415
+    assert stored(failure.id).state == "open"
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/ui/", "/orders/x"])
+def test_after_an_action_the_page_never_redirects_off_the_failures_pages(
+    client: TestClient, target: str
+) -> None:
+    failure = make_failure()
+
+    response = client.post(
+        f"/ui/failures/{failure.id}/discard",
+        data={"token": form_token(client), "reason": "duplicate", "next": target},
+        follow_redirects=False,
+    )
+
+    assert response.headers["location"] == "/ui/failures"
