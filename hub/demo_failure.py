@@ -2,12 +2,80 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import TYPE_CHECKING
+
+import requests
+
+from hub.cli_failures import failures_table
+from hub.db import unit_of_work
+from hub.models import Order
+from hub.outbox import publish_pending
+from hub.replay import FailureFilter, find_failures, replay_one, resolve_many
+from hub.sandbox_control import Sandboxes
 
 if TYPE_CHECKING:
     from hub.demo import DemoRun
 
+SCARCE_SKU = "SKU-020"
+
+
+def _status(order_id: str) -> str:
+    with unit_of_work() as session:
+        order = session.get(Order, uuid.UUID(order_id))
+        return order.status if order else "missing"
+
+
+def _wait(order_id: str, wanted: str, *, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while _status(order_id) != wanted:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"order {order_id} did not become {wanted} in {timeout}s")
+        time.sleep(0.3)
+
 
 def failure_scene(run: DemoRun) -> list[str]:
-    """Replay is part of the failures work; until it lands the demo shows the happy path only."""
-    return []
+    """Out of stock -> failed and listed -> restock -> dry run -> replay -> completed."""
+    from hub.demo import sample_order
+    from tasks.app import app as celery_app
+    from tasks.publish import CeleryChainPublisher
+
+    console = run.console
+    sandboxes = Sandboxes.from_settings(run.settings)
+    sandboxes.set_stock({SCARCE_SKU: 0})
+    console.rule("one order the ERP cannot serve")
+    reply = requests.post(
+        f"{run.api_url}/orders",
+        json=sample_order(run, 9999, sku=SCARCE_SKU),
+        headers=run.auth_headers,
+        timeout=10,
+    )
+    reply.raise_for_status()
+    order_id = str(reply.json()["order_id"])
+    _wait(order_id, "failed")
+    only_this = FailureFilter(step="inventory", code="out_of_stock")
+    with unit_of_work() as session:
+        failures = [f for f in find_failures(session, only_this) if str(f.order_id) == order_id]
+        console.print(failures_table(list(failures), title="hub failures list --code out_of_stock"))
+    console.print(f"restocking {SCARCE_SKU} in the ERP, then: hub replay <id> (dry run first)")
+    sandboxes.set_stock({SCARCE_SKU: 500})
+    console.print(failures_table(list(failures), title="hub replay --dry-run: would replay 1"))
+    publisher = CeleryChainPublisher(celery_app, timeout=run.settings.publish_timeout)
+
+    def publish(resolution: object) -> None:
+        outbox_id = getattr(resolution, "outbox_id", None)
+        if outbox_id is not None:
+            with unit_of_work() as session:
+                publish_pending(session, publisher, limit=1, ids=[outbox_id])
+
+    resolve_many(
+        [f.id for f in failures],
+        replay_one,
+        operator="demo",
+        reason=f"{SCARCE_SKU} restocked",
+        on_each=publish,
+    )
+    _wait(order_id, "completed")
+    console.print(f"[green]replayed: order {order_id} completed from the inventory step[/green]")
+    return [order_id]
