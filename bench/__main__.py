@@ -22,7 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (Celery nodes)")
     parser.add_argument("--concurrency", type=int, default=2, help="pool processes per worker")
     parser.add_argument("--latency-requests", type=int, default=300, help="b: per scenario")
-    parser.add_argument("--latency-clients", type=int, default=16, help="b: concurrent senders")
+    parser.add_argument("--latency-rate", type=float, default=25.0, help="b: requests/s")
+    parser.add_argument("--latency-clients", type=int, default=32, help="b: senders at most")
     parser.add_argument("--erp-latency-ms", type=int, default=500, help="b: slow ERP")
     parser.add_argument("--rate", type=float, default=8.0, help="c: orders/s of the stream")
     parser.add_argument("--outage", type=float, default=30.0, help="c: seconds the ERP is down")
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                     stack,
                     latency.LatencyParams(
                         requests=args.latency_requests,
+                        rate=args.latency_rate,
                         clients=args.latency_clients,
                         erp_latency_ms=args.erp_latency_ms,
                     ),

@@ -1,5 +1,10 @@
 """Figure b: intake latency while the ERP is slow, then down; the hub against a synchronous
-intake that calls the ERP before answering (``bench.baseline_api``), same load, same run."""
+intake that calls the ERP before answering (``bench.baseline_api``), same load, same run.
+
+The load is open: requests are due at a steady rate, whatever the server does, and each one's
+latency runs from when it was due. A closed loop of N clients would measure how many requests
+a server finishes a second, not how long a sender waits.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,15 @@ from typing import Any
 
 from bench import state
 from bench.auth import sender_headers
-from bench.load import LoadResult, new_run_id, order_payload, percentile, post_order, run_clients
+from bench.load import (
+    LoadResult,
+    new_run_id,
+    order_payload,
+    percentile,
+    post_order,
+    run_clients,
+    run_open_loop,
+)
 from bench.stack import Stack
 from hub.processes import http_ok
 
@@ -19,7 +32,8 @@ WARMUP = 20
 @dataclass(frozen=True)
 class LatencyParams:
     requests: int
-    clients: int
+    rate: float  # requests per second, the same for the hub and the baseline
+    clients: int  # concurrent senders at most
     erp_latency_ms: int = 500
 
 
@@ -39,7 +53,7 @@ def _load(url: str, params: LatencyParams, headers: dict[str, str]) -> LoadResul
         return post_order(url, order_payload(n, run=run), headers=headers)
 
     run_clients(send, range(-WARMUP, 0), clients=params.clients)  # connections, caches
-    return run_clients(send, range(params.requests), clients=params.clients)
+    return run_open_loop(send, params.requests, rate=params.rate, clients=params.clients)
 
 
 def _summary(result: LoadResult) -> dict[str, Any]:
@@ -89,6 +103,7 @@ def measure(stack: Stack, params: LatencyParams, *, baseline_port: int) -> dict[
     return {
         "params": {
             "requests": params.requests,
+            "rate_per_s": params.rate,
             "clients": params.clients,
             "warmup_requests": WARMUP,
             "erp_latency_ms": params.erp_latency_ms,

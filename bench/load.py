@@ -129,3 +129,29 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
     return ordered[rank - 1]
+
+
+def run_open_loop(
+    send: Callable[[int], Sample], count: int, *, rate: float, clients: int
+) -> LoadResult:
+    """Send request n at ``n / rate`` seconds, whatever the answers before it took.
+
+    Latency is counted from the moment a request was due, not from when a free client sent
+    it: a server that falls behind shows it in the figures (no coordinated omission).
+    """
+    result = LoadResult()
+    started = time.monotonic()
+
+    def timed(n: int) -> Sample:
+        due = started + n / rate
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        sample = send(n)
+        sample.seconds = time.monotonic() - due
+        return sample
+
+    with ThreadPoolExecutor(clients, thread_name_prefix="client") as pool:
+        result.samples = list(pool.map(timed, range(count)))
+    result.wall_seconds = time.monotonic() - started
+    return result

@@ -28,6 +28,7 @@ class MemoryParams:
     orders: int
     retry_after: int
     clients: int = 16
+    warmup_orders: int = 100
     sample_seconds: float = 15
     settle_timeout: float = 180
 
@@ -60,10 +61,21 @@ def measure(stack: Stack, params: MemoryParams) -> dict[str, Any]:
     stack.sandbox.clear_faults()
     headers = sender_headers()
     workers = [stack.child(name) for name in stack.worker_names]
-    idle = _samples(workers, 3)
-    stack.sandbox.set_faults("erp", down=True, retry_after=params.retry_after)
+    # Idle means warmed up: every code path of a normal order has run once in each process.
     run = new_run_id()
     url = f"{stack.api_url}/orders"
+    run_clients(
+        lambda n: post_order(url, order_payload(n, run=f"warm{run}"), headers=headers),
+        range(params.warmup_orders),
+        clients=params.clients,
+    )
+    deadline = time.monotonic() + params.settle_timeout
+    while records.status_counts()["completed"] < params.warmup_orders:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the warm-up orders did not complete")
+        time.sleep(0.5)
+    idle = _samples(workers, 3)
+    stack.sandbox.set_faults("erp", down=True, retry_after=params.retry_after)
     intake = run_clients(
         lambda n: post_order(url, order_payload(n, run=run), headers=headers),
         range(params.orders),
@@ -90,9 +102,10 @@ def measure(stack: Stack, params: MemoryParams) -> dict[str, Any]:
             "workers": len(workers),
             "processes_per_worker": stack.concurrency,
             "sample_seconds": params.sample_seconds,
+            "warmup_orders": params.warmup_orders,
         },
         "orders_accepted": len(intake.accepted),
-        "orders_waiting": len(intake.accepted) - counts["completed"],
+        "orders_waiting": len(intake.accepted) + params.warmup_orders - counts["completed"],
         "parked_in_rabbitmq": parked,
         "retries_scheduled": events["step.retry_scheduled"],
         "deferred_by_breaker": events["step.deferred"],

@@ -29,7 +29,10 @@ def table(results: dict[str, Any]) -> Table:
     lat = results.get("latency")
     if lat:
         p = lat["params"]
-        where = f"{p['clients']} clients, {p['requests']} requests each"
+        where = (
+            f"{p['requests']} requests at {p['rate_per_s']}/s (open loop, up to "
+            f"{p['clients']} concurrent senders)"
+        )
         for name, label in (
             ("erp_slow", f"ERP answers in {p['erp_latency_ms']} ms"),
             ("erp_down", "ERP down"),

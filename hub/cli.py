@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hub import cli_failures, keys
+from hub import cli_failures, keys, reconcile
 from hub import flower as flower_commands
 from hub import status as status_commands
 from hub.cli_support import err, out, require_services, settings_or_exit, stop_on_signals
@@ -186,6 +186,7 @@ cli_failures.register(cli)
 cli.add_typer(keys.keys_cli, name="keys")
 flower_commands.register(cli)
 status_commands.register(cli)
+reconcile.register(cli)
 
 
 def main() -> None:

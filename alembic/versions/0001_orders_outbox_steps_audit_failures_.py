@@ -76,7 +76,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_failures'))
     )
     op.create_index('ix_failures_state_step', 'failures', ['state', 'step'], unique=False)
-    op.create_index('uq_failures_open_order_step', 'failures', ['order_id', 'step'], unique=True, postgresql_where="state = 'open'", sqlite_where="state = 'open'")
+    op.create_index('uq_failures_open_order_step', 'failures', ['order_id', 'step'], unique=True, postgresql_where="state = 'open'", sqlite_where=sa.text("state = 'open'"))
     op.create_table('order_lines',
     sa.Column('order_id', sa.Uuid(), nullable=False),
     sa.Column('position', sa.Integer(), nullable=False),
@@ -121,7 +121,7 @@ def downgrade() -> None:
     op.drop_index('ix_outbox_order_id', table_name='outbox')
     op.drop_table('outbox')
     op.drop_table('order_lines')
-    op.drop_index('uq_failures_open_order_step', table_name='failures', postgresql_where="state = 'open'", sqlite_where="state = 'open'")
+    op.drop_index('uq_failures_open_order_step', table_name='failures', postgresql_where="state = 'open'", sqlite_where=sa.text("state = 'open'"))
     op.drop_index('ix_failures_state_step', table_name='failures')
     op.drop_table('failures')
     op.drop_index('ix_orders_status', table_name='orders')

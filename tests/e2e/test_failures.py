@@ -250,14 +250,14 @@ def test_a_message_that_keeps_killing_its_worker_is_dead_lettered_and_others_com
 ) -> None:
     stack.sandbox.set_faults("erp", latency_ms=6000)  # so each delivery is caught mid-step
     poison = post_one(stack)
-    kills = 0
+    kills, seen = 0, 0
     while not open_failures(poison) and kills < 12:
-        starts = len(events(stack, poison, "step.started"))
 
-        def delivered_again(seen: int = starts) -> bool:
+        def delivered_again(seen: int = seen) -> bool:
             return len(events(stack, poison, "step.started")) > seen or bool(open_failures(poison))
 
         support.wait_for(delivered_again, timeout=30, what="the poison message delivered again")
+        seen = len(events(stack, poison, "step.started"))
         if open_failures(poison):
             break
         for name in ("worker1", "worker2"):  # the pool processes; the main ones replace them
