@@ -65,5 +65,20 @@ flower: venv ## Flower on HUB_FLOWER_HOST:HUB_FLOWER_PORT (127.0.0.1:5555), basi
 status: venv ## one screen: orders, outbox lag, queues, failures, breakers, workers (WATCH=1 refreshes)
 	$(HUB) status $(if $(WATCH),--watch)
 
+failures: venv ## open failures: make failures [STEP=inventory] [ERROR=permanent] [SINCE=2h]
+	$(HUB) failures list $(if $(STEP),--step $(STEP)) $(if $(ERROR),--kind $(ERROR)) \
+		$(if $(SINCE),--since $(SINCE))
+
+replay: venv ## make replay ID=<failure id> | STEP=... ERROR=... | ALL=1 [DRY=1] [RATE=5] [REASON="..."]
+	$(HUB) replay $(ID) $(if $(STEP),--step $(STEP)) $(if $(ERROR),--kind $(ERROR)) \
+		$(if $(SINCE),--since $(SINCE)) $(if $(ALL),--all) $(if $(DRY),--dry-run) \
+		$(if $(RATE),--rate $(RATE)) $(if $(REASON),--reason "$(REASON)")
+
+discard: venv ## make discard ID=<failure id> REASON="why"
+	$(HUB) discard $(ID) --reason "$(REASON)"
+
+breakers: venv ## the shared breaker of each downstream system
+	$(HUB) breakers
+
 clean: ## remove the virtual environment and run files
 	rm -rf $(VENV) var

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from adapters.errors import DownstreamError, TransientError
 from hub import audit
 from hub.breaker_policy import BreakerPolicy
+from hub.dialect import insert_for
 from hub.models import BreakerState
 
 
@@ -36,7 +36,9 @@ def counts_against(error: DownstreamError) -> bool:
 
 
 def _row(session: Session, system: str) -> BreakerState:
-    session.execute(insert(BreakerState).values(system=system).on_conflict_do_nothing())
+    session.execute(
+        insert_for(session, BreakerState).values(system=system).on_conflict_do_nothing()
+    )
     return session.scalars(
         select(BreakerState).where(BreakerState.system == system).with_for_update()
     ).one()

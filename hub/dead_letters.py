@@ -15,11 +15,14 @@ from typing import Any
 
 from kombu.connection import Connection
 from kombu.entity import Queue
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from hub import audit
 from hub.db import unit_of_work
 from hub.failures import FailureReport, open_failure, record_failure
-from hub.models import StepOutcome
+from hub.models import OutboxMessage, StepOutcome
+from hub.settings import STEPS
 
 log = logging.getLogger("hub.dead_letters")
 
@@ -80,10 +83,33 @@ def unrecorded_failure(letter: DeadLetter) -> FailureReport:
     )
 
 
+def resume_after(session: Session, order_id: uuid.UUID, step: str) -> None:
+    """Queue the chain from the step after ``step`` if that one has not started."""
+    later = STEPS[STEPS.index(step) + 1 :]
+    if not later:
+        return
+    following = session.get(StepOutcome, (order_id, later[0]), with_for_update=True)
+    if following is None or following.status != "pending":
+        return
+    already = session.scalar(
+        select(OutboxMessage.id).where(
+            OutboxMessage.order_id == order_id, OutboxMessage.start_step == later[0]
+        )
+    )
+    if already is not None:
+        return  # queued once already (another copy of this dead letter)
+    session.add(OutboxMessage(order_id=order_id, start_step=later[0]))
+    audit.record(session, audit.CHAIN_RESUMED, order_id=order_id, step=later[0], after=step)
+
+
 def record_dead_letter(letter: DeadLetter) -> None:
     with unit_of_work() as session:
-        if open_failure(session, letter.order_id, letter.step) is None:
-            step_row = session.get(StepOutcome, (letter.order_id, letter.step))
+        step_row = session.get(StepOutcome, (letter.order_id, letter.step))
+        if step_row is not None and step_row.status == "succeeded":
+            # The step did its work but its task failed afterwards (say, publishing the next
+            # step): the chain would stop here for good, so queue the rest of it.
+            resume_after(session, letter.order_id, letter.step)
+        elif open_failure(session, letter.order_id, letter.step) is None:
             # x-death counts dead-letterings, not deliveries; our attempts count those.
             attempts = step_row.attempts if step_row else letter.deliveries
             record_failure(session, unrecorded_failure(replace(letter, deliveries=attempts)))

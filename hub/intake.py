@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import or_, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from hub import audit
+from hub.dialect import insert_for
 from hub.models import Order, OrderLine, OutboxMessage, StepOutcome
 from hub.schemas import OrderIn
 from hub.settings import STEPS
@@ -40,7 +40,7 @@ def accept_order(session: Session, order: OrderIn, *, idempotency_key: str | Non
     """
     new_id = uuid.uuid4()
     inserted = session.execute(
-        insert(Order)
+        insert_for(session, Order)
         .values(
             id=new_id,
             external_id=order.external_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.breaker_policy import BreakerPolicy
@@ -24,6 +24,16 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HUB_", env_file=".env", env_nested_delimiter="__", extra="ignore", frozen=True
     )
+
+    # Trial mode (`make demo` with no server around, hub/trial.py): only with this set may the
+    # URLs below name the embedded parts (SQLite, kombu's filesystem://), so a production
+    # command never falls back to them silently. Declared first: the URL checks read it.
+    trial: bool = False
+    # Where trial mode keeps its SQLite file and broker folders.
+    trial_dir: str = "var/trial"
+    # Where `hub demo` looks for a PostgreSQL / RabbitMQ before choosing trial mode.
+    trial_probe_postgres: str = Field(default="127.0.0.1:5432", pattern=r"^[^:\s]+:\d{1,5}$")
+    trial_probe_rabbitmq: str = Field(default="127.0.0.1:5672", pattern=r"^[^:\s]+:\d{1,5}$")
 
     database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/hub"
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
@@ -80,7 +90,11 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _use_psycopg2(cls, url: str) -> str:
+    def _use_psycopg2(cls, url: str, info: ValidationInfo) -> str:
+        if url.startswith("sqlite:"):
+            if not info.data.get("trial"):
+                raise ValueError("SQLite is for trial mode only (HUB_TRIAL=true)")
+            return url
         # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2.
         for bare in ("postgresql://", "postgres://"):
             if url.startswith(bare):
@@ -89,10 +103,19 @@ class Settings(BaseSettings):
 
     @field_validator("broker_url")
     @classmethod
-    def _amqp_only(cls, url: str) -> str:
+    def _amqp_only(cls, url: str, info: ValidationInfo) -> str:
+        if url.startswith("filesystem://"):
+            if not info.data.get("trial"):
+                raise ValueError("filesystem:// is for trial mode only (HUB_TRIAL=true)")
+            return url
         if not url.startswith(("amqp://", "pyamqp://", "amqps://")):
             raise ValueError("must be an amqp:// URL of a RabbitMQ broker")
         return url
+
+    @property
+    def embedded_broker(self) -> bool:
+        """kombu's filesystem:// transport (trial mode): no quorum queues, DLX or confirms."""
+        return self.broker_url.startswith("filesystem://")
 
     def retry_policy(self, step: str) -> RetryPolicy:
         specific: RetryPolicy | None = getattr(self, f"retry_{step}", None)
