@@ -14,6 +14,10 @@ from hub.settings import get_settings
 
 @lru_cache(maxsize=4)
 def engine_for(url: str) -> Engine:
+    if url.startswith("sqlite:"):  # trial mode only (the settings refuse it otherwise)
+        from hub.trial_db import sqlite_engine
+
+        return sqlite_engine(url)
     return create_engine(
         url,
         pool_pre_ping=True,

@@ -23,6 +23,8 @@ def alembic_config(database_url: str) -> Config:
 def ensure_database(database_url: str) -> bool:
     """Create the database named in the URL if it does not exist; True if it was created."""
     url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return _ensure_sqlite_file(database_url)
     if not url.get_backend_name().startswith("postgresql") or not url.database:
         return False
     admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
@@ -38,6 +40,20 @@ def ensure_database(database_url: str) -> bool:
             return True
     finally:
         admin.dispose()
+
+
+def _ensure_sqlite_file(database_url: str) -> bool:
+    """Trial mode: the SQLite file (and its folder) come into being on first connect."""
+    from hub.db import engine_for
+    from hub.trial_db import sqlite_file
+
+    path = sqlite_file(database_url)
+    if path is None or path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with engine_for(database_url).connect():  # creates the file, in WAL mode
+        pass
+    return True
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:

@@ -31,6 +31,10 @@ RABBIT_START = "rabbitmq-server -detached"
 
 def postgres_problem(settings: Settings, *, timeout: float = 3.0) -> ServiceDown | None:
     url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":  # trial mode
+        from hub.trial import sqlite_problem
+
+        return sqlite_problem(settings)
     where = f"{url.host or 'localhost'}:{url.port or 5432}/{url.database}"
     engine = create_engine(url, connect_args={"connect_timeout": max(1, int(timeout))})
     try:
@@ -47,6 +51,10 @@ def postgres_problem(settings: Settings, *, timeout: float = 3.0) -> ServiceDown
 
 
 def rabbitmq_problem(settings: Settings, *, timeout: float = 3.0) -> ServiceDown | None:
+    if settings.embedded_broker:  # trial mode
+        from hub.trial import broker_problem
+
+        return broker_problem(settings)
     connection = Connection(settings.broker_url, connect_timeout=timeout)
     where = connection.as_uri()  # password masked
     try:

@@ -20,8 +20,8 @@ def task_name(step: str) -> str:
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    topology = Topology(settings.queue_prefix)
-    return {
+    topology = Topology.for_settings(settings)
+    config: dict[str, Any] = {
         "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": settings.publish_timeout,
@@ -45,7 +45,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_queues": topology.work_queues(),
         "task_default_queue": topology.queue_name(STEPS[0]),
         "task_default_exchange": topology.exchange.name,
-        "task_default_exchange_type": "topic",
+        "task_default_exchange_type": topology.exchange_type,
         "task_default_routing_key": topology.routing_key(STEPS[0]),
         "task_create_missing_queues": False,
         "task_routes": {task_name(step): {"queue": topology.queue_name(step)} for step in STEPS},
@@ -58,6 +58,22 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "broker_native_delayed_delivery_queue_type": "quorum",
+    }
+    if settings.embedded_broker:
+        config.update(_embedded_broker(settings))
+    return config
+
+
+def _embedded_broker(settings: Settings) -> dict[str, Any]:
+    """Trial mode's filesystem:// broker: no publisher confirms, no quorum queues to delay in.
+
+    A countdown retry is then an ETA message that the worker holds in memory until it is due.
+    """
+    from hub.trial import transport_options
+
+    return {
+        "broker_transport_options": transport_options(settings),
+        "broker_native_delayed_delivery_queue_type": "classic",
     }
 
 

@@ -2,6 +2,9 @@
 
 Quorum queues bound to a topic exchange are what let Celery's native delayed delivery hold
 retry delays inside RabbitMQ (``celery_delayed_*``) rather than in worker memory.
+
+Trial mode's broker (kombu's ``filesystem://``) has none of that: there the topology is
+``plain``, one direct exchange and a plain queue per step, and no failure queue.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
-from hub.settings import STEPS
+from hub.settings import STEPS, Settings
 
 # A message that kills its worker this many times is dead-lettered instead of looping forever.
 DELIVERY_LIMIT = 5
@@ -20,10 +23,22 @@ DELIVERY_LIMIT = 5
 @dataclass(frozen=True)
 class Topology:
     prefix: str
+    # No queue arguments (quorum, delivery limit, dead-lettering): for filesystem://.
+    plain: bool = False
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Topology:
+        return cls(settings.queue_prefix, plain=settings.embedded_broker)
+
+    @property
+    def exchange_type(self) -> str:
+        # kombu's virtual transports treat an exchange they have not seen declared in this
+        # process as direct: a direct one routes the same in every process.
+        return "direct" if self.plain else "topic"
 
     @property
     def exchange(self) -> Exchange:
-        return Exchange(self.prefix, type="topic", durable=True)
+        return Exchange(self.prefix, type=self.exchange_type, durable=True)
 
     @property
     def dead_letter_exchange(self) -> Exchange:
@@ -40,6 +55,13 @@ class Topology:
         return f"{self.prefix}.failed"
 
     def work_queue(self, step: str) -> Queue:
+        if self.plain:
+            return Queue(
+                self.queue_name(step),
+                self.exchange,
+                routing_key=self.routing_key(step),
+                durable=True,
+            )
         return Queue(
             self.queue_name(step),
             self.exchange,
@@ -66,7 +88,8 @@ class Topology:
         )
 
     def declare(self, connection: Connection) -> None:
-        """Declare exchanges and queues (idempotent), the failure queue included."""
+        """Declare exchanges and queues (idempotent), the failure queue included if any."""
         channel = connection.default_channel
-        for queue in [*self.work_queues(), self.failure_queue()]:
+        failure = [] if self.plain else [self.failure_queue()]
+        for queue in [*self.work_queues(), *failure]:
             queue.bind(channel).declare()
