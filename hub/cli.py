@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from typing import Annotated
@@ -25,6 +26,8 @@ def migrate(
     from hub import migrate as migrations
 
     settings = settings_or_exit()
+    with contextlib.suppress(Exception):  # a missing database is made; other problems named below
+        migrations.ensure_database(settings.database_url)
     require_services(settings, rabbitmq=False)
     if down:
         migrations.downgrade(settings.database_url, revision if revision != "head" else "base")
@@ -69,7 +72,7 @@ def relay() -> None:
     require_services(settings)
     configure_logging("relay", fmt=settings.log_format, level=settings.log_level)
     stop = stop_on_signals()
-    topology = Topology(settings.queue_prefix)
+    topology = Topology.for_settings(settings)
     logging.getLogger("hub.relay").info(
         "relay running (batch %d); Ctrl-C stops it", settings.relay_batch_size
     )
@@ -77,6 +80,8 @@ def relay() -> None:
         topology.declare(connection)
 
         def drain_failures() -> int:
+            if topology.plain:  # trial mode's broker has no dead-lettering, so nothing to drain
+                return 0
             return dead_letters.drain(connection, topology.failure_queue())
 
         run_relay(
@@ -169,8 +174,11 @@ def demo(
 ) -> None:
     """Start everything, push a batch of orders, show them complete; Ctrl-C stops it all."""
     from hub.demo import run_demo
+    from hub.trial import settings_for_demo
 
-    raise typer.Exit(run_demo(settings_or_exit(), orders=orders, workers=workers, console=out))
+    # Trial mode (SQLite, filesystem://) only here, and only when nothing else is there.
+    settings = settings_for_demo(settings_or_exit(), console=out)
+    raise typer.Exit(run_demo(settings, orders=orders, workers=workers, console=out))
 
 
 @cli.command()

@@ -71,10 +71,7 @@ def _embedded_broker(settings: Settings) -> dict[str, Any]:
     """
     from hub.trial import transport_options
 
-    return {
-        "broker_transport_options": transport_options(settings),
-        "broker_native_delayed_delivery_queue_type": "classic",
-    }
+    return {"broker_transport_options": transport_options(settings)}
 
 
 def create_app(settings: Settings) -> Celery:

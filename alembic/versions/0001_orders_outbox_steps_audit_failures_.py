@@ -87,7 +87,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('order_id', 'position', name=op.f('pk_order_lines'))
     )
     op.create_table('outbox',
-    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
+    # SQLite (trial mode) numbers rows only in an INTEGER PRIMARY KEY; PostgreSQL keeps BIGINT.
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('order_id', sa.Uuid(), nullable=False),
     sa.Column('start_step', sa.String(length=32), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),

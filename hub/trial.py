@@ -1,0 +1,216 @@
+"""Trial mode: ``make demo`` on a machine with only Python, on parts that need no server.
+
+Only ``hub demo`` ever chooses it, and only when no ``HUB_DATABASE_URL`` / ``HUB_BROKER_URL``
+is configured and nothing answers where PostgreSQL and RabbitMQ would be (or when
+``HUB_TRIAL=true`` asks for it). The demo then runs itself and its children with
+``HUB_TRIAL=true``, SQLite and kombu's ``filesystem://``; every other command uses exactly the
+configured services and stops, naming the one that does not answer. Nothing falls back.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from sqlalchemy import text
+
+from hub.services import ServiceDown
+from hub.settings import Settings, get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE_FILE = "hub.sqlite3"
+TRIAL_START = "make demo  (it sets trial mode up when no server answers)"
+
+
+@dataclass(frozen=True)
+class BrokerFolders:
+    """Where the filesystem:// broker keeps messages; every process must see the same ones."""
+
+    root: Path
+
+    @property
+    def queue(self) -> Path:
+        return self.root / "queue"
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "processed"
+
+    @property
+    def control(self) -> Path:
+        return self.root / "control"
+
+    def all(self) -> tuple[Path, ...]:
+        return (self.queue, self.processed, self.control)
+
+
+def trial_root(settings: Settings) -> Path:
+    return (ROOT / settings.trial_dir).resolve()  # an absolute trial_dir stays as it is
+
+
+def broker_folders(settings: Settings) -> BrokerFolders:
+    return BrokerFolders(trial_root(settings) / "broker")
+
+
+def transport_options(settings: Settings) -> dict[str, Any]:
+    """kombu filesystem:// options: producers and consumers share one queue folder."""
+    folders = broker_folders(settings)
+    return {
+        "data_folder_in": str(folders.queue),
+        "data_folder_out": str(folders.queue),
+        # A consumer takes a message by renaming its file into this folder: on one file system
+        # that is atomic, so two workers never take the same one (the default, the temp
+        # folder, may be another file system, where the move is a copy).
+        "store_processed": True,
+        "processed_folder": str(folders.processed),
+        "control_folder": str(folders.control),
+        # How often an idle consumer looks for new files; each hop of a chain waits this long.
+        "polling_interval": 0.1,
+    }
+
+
+def trial_environment(settings: Settings) -> dict[str, str]:
+    """What the demo and its children run with in trial mode."""
+    root = trial_root(settings)
+    return {
+        "HUB_TRIAL": "true",
+        "HUB_TRIAL_DIR": str(root),
+        "HUB_DATABASE_URL": f"sqlite:///{root / DATABASE_FILE}",
+        "HUB_BROKER_URL": "filesystem://",
+    }
+
+
+def prepare(settings: Settings) -> None:
+    """Start from nothing: a demo's leftovers (messages, orders) must not leak into the next."""
+    root = trial_root(settings)
+    for suffix in ("", "-wal", "-shm"):
+        (root / f"{DATABASE_FILE}{suffix}").unlink(missing_ok=True)
+    folders = broker_folders(settings)
+    shutil.rmtree(folders.root, ignore_errors=True)
+    for folder in folders.all():
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+# ---- is it there? (hub.services asks these in trial mode) ----------------------------------
+
+
+def sqlite_problem(settings: Settings) -> ServiceDown | None:
+    from hub.db import engine_for
+    from hub.trial_db import sqlite_file
+
+    path = sqlite_file(settings.database_url)
+    where = str(path or settings.database_url)
+    if path is not None and not path.exists():
+        return ServiceDown("SQLite (trial mode)", where, "the file does not exist", TRIAL_START)
+    try:
+        with engine_for(settings.database_url).connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        return ServiceDown("SQLite (trial mode)", where, reason, TRIAL_START)
+    return None
+
+
+def broker_problem(settings: Settings) -> ServiceDown | None:
+    folders = broker_folders(settings)
+    missing = [str(folder) for folder in folders.all() if not os.access(folder, os.W_OK)]
+    if missing:
+        reason = f"no writable folder {', '.join(missing)}"
+        return ServiceDown("filesystem broker (trial mode)", str(folders.root), reason, TRIAL_START)
+    return None
+
+
+# ---- choosing the mode ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mode:
+    trial: bool
+    why: str
+    # Said when the real stack turns out to be half there.
+    hint: str = ""
+
+
+def answers(address: str, *, timeout: float = 0.5) -> bool:
+    """Does anything accept a TCP connection at ``host:port``?"""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def choose_mode(settings: Settings) -> Mode:
+    configured = [
+        f"HUB_{name.upper()}"
+        for name in ("database_url", "broker_url")
+        if name in settings.model_fields_set
+    ]
+    if configured:
+        return Mode(False, f"{' and '.join(configured)} set: the demo uses exactly that")
+    if settings.trial:
+        return Mode(True, "HUB_TRIAL=true asks for trial mode")
+    probes = {
+        "PostgreSQL": settings.trial_probe_postgres,
+        "RabbitMQ": settings.trial_probe_rabbitmq,
+    }
+    up = [service for service, address in probes.items() if answers(address)]
+    if not up:
+        where = " or ".join(f"{address} ({service})" for service, address in probes.items())
+        return Mode(True, f"nothing answers at {where} and no HUB_*_URL is set")
+    why = f"{' and '.join(up)} answer{'s' if len(up) == 1 else ''} on the default port"
+    hint = ""
+    if len(up) == 1:
+        hint = (
+            "only one of PostgreSQL and RabbitMQ answered, so the demo did not switch to trial "
+            "mode; HUB_TRIAL=true make demo runs it on embedded parts instead"
+        )
+    return Mode(False, why, hint)
+
+
+def banner(settings: Settings, why: str) -> Panel:
+    root = trial_root(settings)
+    env = " ".join(f"{k}={v}" for k, v in trial_environment(settings).items())
+    lines = [
+        f"{why}, so the demo runs on embedded parts that need no server:",
+        f"  database  SQLite, {root / DATABASE_FILE} (WAL; writers take turns)",
+        f"  broker    kombu filesystem://, {broker_folders(settings).root}",
+        "Works as in production: the chain, retries with backoff and Retry-After, the breaker,",
+        "failure records, replay, timelines, one effect per order and step in the sandbox.",
+        "[bold]Missing in trial mode[/bold] (RabbitMQ gives these; here they are not faked):",
+        "  - dead-lettering: no failure queue; a message no task recorded is just dropped",
+        "  - delivery limits: a message that keeps killing its worker is not stopped",
+        "  - delays held in the broker: a retry's countdown waits in the worker's memory (ETA)",
+        "  - publisher confirms, and the messages a worker held if it is killed outright",
+        "  - hub status and /metrics, which read PostgreSQL and RabbitMQ",
+        "[bold]Production needs[/bold] PostgreSQL and RabbitMQ 3.10: `docker compose up -d`, then",
+        "  `make demo` (or set HUB_DATABASE_URL and HUB_BROKER_URL; see the README).",
+        f"Look around afterwards with: {env} .venv/bin/hub timeline <order>",
+    ]
+    return Panel("\n".join(lines), title="TRIAL MODE", border_style="yellow")
+
+
+def settings_for_demo(settings: Settings, *, console: Console) -> Settings:
+    """The settings ``hub demo`` runs on: as configured, or trial mode's (with its banner).
+
+    Trial mode goes into this process's environment, so the children the demo starts run
+    with it too.
+    """
+    mode = choose_mode(settings)
+    if not mode.trial:
+        if mode.hint:
+            console.print(f"[yellow]{mode.hint}[/yellow]")
+        return settings
+    os.environ.update(trial_environment(settings))
+    get_settings.cache_clear()
+    trial_settings = get_settings()
+    prepare(trial_settings)
+    console.print(banner(trial_settings, mode.why))
+    return trial_settings
