@@ -82,7 +82,14 @@ def test_flower_lists_the_hubs_tasks_with_the_retries_of_a_flaky_step(
         done = [t for t in seen if t.get("state") == "SUCCESS"]
         return len(done) == 9 and any((t.get("retries") or 0) >= 2 for t in seen)
 
-    support.wait_for(listed, timeout=60, what="Flower to list 9 finished tasks, one retried")
+    try:
+        support.wait_for(listed, timeout=90, what="Flower to list 9 finished tasks, one retried")
+    except BaseException:
+        print(
+            "Flower shows:",
+            [(t["name"], t.get("state"), t.get("retries")) for t in tasks_of([flaky, *steady])],
+        )
+        raise
     for order_id in (flaky, *steady):
         mine = tasks_of([order_id])
         assert sorted(t["name"] for t in mine) == [
