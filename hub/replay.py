@@ -62,9 +62,20 @@ class Resolution:
     outbox_id: int | None = None
 
 
-def _lock_open(session: Session, failure_id: uuid.UUID) -> Failure | None:
+def _close(
+    session: Session, failure_id: uuid.UUID, *, state: str, operator: str, reason: str
+) -> Failure | Resolution:
+    """Lock the failure and close it as ``state``; a failure no longer open gives 'skipped'."""
     failure = session.get(Failure, failure_id, with_for_update=True)
-    return failure if failure is not None and failure.state == "open" else None
+    if failure is None:
+        raise LookupError(f"no failure {failure_id}")
+    if failure.state != "open":
+        return Resolution(failure.id, failure.order_id, failure.step, "skipped")
+    failure.state = state
+    failure.resolved_at = datetime.now(UTC)
+    failure.resolved_by = operator
+    failure.resolution_reason = reason
+    return failure
 
 
 def replay_one(
@@ -75,17 +86,9 @@ def replay_one(
     The row lock makes two concurrent replays of one failure queue it once: the second sees it
     already replayed. The caller commits.
     """
-    failure = _lock_open(session, failure_id)
-    if failure is None:
-        found = session.get(Failure, failure_id)
-        if found is None:
-            raise LookupError(f"no failure {failure_id}")
-        return Resolution(found.id, found.order_id, found.step, "skipped")
-    now = datetime.now(UTC)
-    failure.state = "replayed"
-    failure.resolved_at = now
-    failure.resolved_by = operator
-    failure.resolution_reason = reason
+    failure = _close(session, failure_id, state="replayed", operator=operator, reason=reason)
+    if isinstance(failure, Resolution):
+        return failure
     step_row = session.get(StepOutcome, (failure.order_id, failure.step), with_for_update=True)
     order = session.get(Order, failure.order_id, with_for_update=True)
     assert step_row is not None and order is not None
@@ -114,16 +117,9 @@ def discard_one(
     session: Session, failure_id: uuid.UUID, *, operator: str, reason: str
 ) -> Resolution:
     """Close a failure without replaying it; the order stays ``failed``. The caller commits."""
-    failure = _lock_open(session, failure_id)
-    if failure is None:
-        found = session.get(Failure, failure_id)
-        if found is None:
-            raise LookupError(f"no failure {failure_id}")
-        return Resolution(found.id, found.order_id, found.step, "skipped")
-    failure.state = "discarded"
-    failure.resolved_at = datetime.now(UTC)
-    failure.resolved_by = operator
-    failure.resolution_reason = reason
+    failure = _close(session, failure_id, state="discarded", operator=operator, reason=reason)
+    if isinstance(failure, Resolution):
+        return failure
     audit.record(
         session,
         audit.DISCARDED,
