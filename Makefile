@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create the virtual environment (done by every target that needs it)
 
-demo: venv ## the whole hub on this machine: sandbox, workers, relay, API, a batch of orders
+demo: venv ## the whole hub here, a batch of orders (trial mode on embedded parts if no server answers)
 	$(HUB) demo
 
 test: venv browser lint typecheck ## ruff, mypy and the whole test suite on real PostgreSQL and RabbitMQ
@@ -35,8 +35,8 @@ browser: ## install chromium and chromium-driver (apt-get) if either is missing
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; fi
 
 lint: venv
-	$(VENV)/bin/ruff check hub tasks adapters tests
-	$(VENV)/bin/ruff format --check hub tasks adapters tests
+	$(VENV)/bin/ruff check hub tasks adapters tests bench
+	$(VENV)/bin/ruff format --check hub tasks adapters tests bench
 
 typecheck: venv
 	$(VENV)/bin/mypy
@@ -79,6 +79,17 @@ discard: venv ## make discard ID=<failure id> REASON="why"
 
 breakers: venv ## the shared breaker of each downstream system
 	$(HUB) breakers
+
+# The bench and the chaos suite start a stack of their own (database hub_bench / hub_chaos,
+# queue prefix hubbench / hubchaos, ports 18500-18504 / 18510-18513) beside anything running.
+bench: venv ## throughput, intake latency, outage recovery, memory: one table (a few minutes)
+	$(PY) -m bench $(ARGS)
+
+chaos: venv ## orders under kills, broker and database restarts, flaps; then the exactly-once check
+	$(PY) -m bench.chaos $(ARGS)
+
+reconcile: venv ## the hub's records against the sandbox ledgers; exit 1 on any disagreement
+	$(HUB) reconcile $(if $(SETTLED),--settled) $(ARGS)
 
 clean: ## remove the virtual environment and run files
 	rm -rf $(VENV) var

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -52,11 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     from bench.chart import outage_chart
     from bench.report import table
     from bench.stack import Stack
+    from hub import migrate
     from hub.services import problems
     from hub.settings import get_settings
 
-    console = Console()
+    # Wide enough for the tables when the output goes to a file or a CI log, not a terminal.
+    console = Console(width=None if sys.stdout.isatty() else 150)
     settings = get_settings()
+    with contextlib.suppress(Exception):  # the check below says what is wrong, and where
+        migrate.ensure_database(settings.database_url)
     down = problems(settings)
     for problem in down:
         console.print(f"[red]{problem}[/red]")

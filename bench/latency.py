@@ -80,7 +80,7 @@ def measure(stack: Stack, params: LatencyParams, *, baseline_port: int) -> dict[
     headers = sender_headers()
     baseline_url = start_baseline(stack, baseline_port)
     scenarios: dict[str, dict[str, Any]] = {}
-    faults = {
+    faults: dict[str, dict[str, Any]] = {
         "erp_slow": {"latency_ms": params.erp_latency_ms},
         "erp_down": {"down": True},
     }

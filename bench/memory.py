@@ -60,6 +60,9 @@ def measure(stack: Stack, params: MemoryParams) -> dict[str, Any]:
     state.purge_queues()
     stack.sandbox.clear_faults()
     headers = sender_headers()
+    # The breaker rests as long as the ERP asked (Retry-After), so the steps it holds back
+    # wait as long as the ones it retries: all of them parked, none cycling every few seconds.
+    stack.restart_workers(HUB_BREAKER__COOLDOWN=str(params.retry_after))
     workers = [stack.child(name) for name in stack.worker_names]
     # Idle means warmed up: every code path of a normal order has run once in each process.
     run = new_run_id()
@@ -99,6 +102,7 @@ def measure(stack: Stack, params: MemoryParams) -> dict[str, Any]:
         "params": {
             "orders": params.orders,
             "erp_fault": f"503 with Retry-After: {params.retry_after}",
+            "breaker_cooldown_s": params.retry_after,
             "workers": len(workers),
             "processes_per_worker": stack.concurrency,
             "sample_seconds": params.sample_seconds,

@@ -140,6 +140,7 @@ def measure(stack: Stack, params: OutageParams) -> dict[str, Any]:
     waiting_at_return = 0
     stream.start()
     drained_at: float | None = None
+    mostly_drained_at: float | None = None
     deadline = stream_ends + params.drain_timeout
     try:
         while time.monotonic() < deadline:
@@ -164,7 +165,10 @@ def measure(stack: Stack, params: OutageParams) -> dict[str, Any]:
             _sample(stream, line, t0, stack)
             if phase in ("back", "ended") and drained_at is None:
                 found = records.statuses_of(returned_accepted)
-                if all(status in ("completed", "failed") for status in found.values()):
+                left = sum(1 for s in found.values() if s not in ("completed", "failed"))
+                if mostly_drained_at is None and left <= 0.05 * waiting_at_return:
+                    mostly_drained_at = time.monotonic()
+                if left == 0:
                     drained_at = time.monotonic()
             if phase == "ended":
                 counts = records.status_counts()
@@ -207,6 +211,9 @@ def measure(stack: Stack, params: OutageParams) -> dict[str, Any]:
         "erp_calls_per_waiting_order": round(calls_during / max(1, waiting_at_return), 2),
         "waiting_orders_at_return": waiting_at_return,
         "drain_s": round(drained_at - back_at, 1) if drained_at is not None else None,
+        "drain_95pct_s": (
+            round(mostly_drained_at - back_at, 1) if mostly_drained_at is not None else None
+        ),
         "timeline": line.to_json(),
         "outage_window_s": [round(down_at - t0, 2), round(back_at - t0, 2)],
     }

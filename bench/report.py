@@ -63,8 +63,8 @@ def table(results: dict[str, Any]) -> Table:
         )
         drain = out_["drain_s"]
         out.add_row(
-            "c. backlog drained after the ERP's return (s)",
-            f"{drain}",
+            "c. backlog drained after the ERP's return (s): all / 95%",
+            f"{drain} / {out_['drain_95pct_s']}",
             f"{p['outage_s']} s outage",
             _ratio(drain / p["outage_s"] if drain is not None else None),
             params,
@@ -86,7 +86,8 @@ def table(results: dict[str, Any]) -> Table:
             f"{mem['idle_rss_mb']} idle",
             _ratio(mem["ratio"]),
             f"{mem['orders_waiting']} orders waiting, {mem['parked_in_rabbitmq']} messages in "
-            f"celery_delayed_*; {p['erp_fault']}; {p['workers']} workers x "
+            f"celery_delayed_*; {p['erp_fault']}, breaker rest {p['breaker_cooldown_s']} s; "
+            f"{p['workers']} workers x "
             f"{p['processes_per_worker']} processes",
         )
     return out

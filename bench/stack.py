@@ -92,3 +92,11 @@ class Stack:
                 os.killpg(child.popen.pid, signal.SIGKILL)
             child.popen.wait(5)
         self.forget(child)
+
+    def restart_workers(self, **env: str) -> None:
+        """Stop every worker and start it again with these settings added (for one figure)."""
+        for name in self.worker_names:
+            self.stop_child(self.child(name))
+        self.supervisor.env = {**self.supervisor.env, **env}
+        for name in self.worker_names:
+            self.start_worker(name)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bench import records, state
+from bench import cpu, records, state
 from bench.auth import sender_headers
 from bench.bare import (
     BARE_PREFIX,
@@ -39,6 +39,7 @@ def hub_run(stack: Stack, params: ThroughputParams) -> dict[str, Any]:
     headers = sender_headers()
     run = new_run_id()
     url = f"{stack.api_url}/orders"
+    cpu_before = cpu.snapshot(stack)
     started = time.time()
     intake = run_clients(
         lambda n: post_order(url, order_payload(n, run=run), headers=headers),
@@ -55,6 +56,7 @@ def hub_run(stack: Stack, params: ThroughputParams) -> dict[str, Any]:
     counts = records.status_counts()
     last = records.last_completion()
     seconds = (last.timestamp() if last else time.time()) - started
+    cpu_after = cpu.snapshot(stack)
     return {
         "orders": params.orders,
         "accepted": accepted,
@@ -63,6 +65,7 @@ def hub_run(stack: Stack, params: ThroughputParams) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "intake_seconds": round(intake.wall_seconds, 2),
         "per_second": round(counts["completed"] / seconds, 1) if seconds > 0 else 0.0,
+        "cpu_ms_per_order": cpu.per_order(cpu_before, cpu_after, max(1, accepted)),
     }
 
 
@@ -96,6 +99,7 @@ def bare_run(stack: Stack, params: ThroughputParams) -> dict[str, Any]:
     workers = start_bare_workers(stack, params)
     try:
         expected = params.orders * len(STEPS)
+        cpu_before = cpu.snapshot(stack)
         started = time.time()
         with ThreadPoolExecutor(params.clients) as pool:
             list(pool.map(lambda n: publish_chain(app, f"bare-{n}"), range(params.orders)))
@@ -108,6 +112,7 @@ def bare_run(stack: Stack, params: ThroughputParams) -> dict[str, Any]:
             "completed": counter.count // len(STEPS),
             "seconds": round(seconds, 2),
             "per_second": round(params.orders / seconds, 1) if seconds > 0 else 0.0,
+            "cpu_ms_per_order": cpu.per_order(cpu_before, cpu.snapshot(stack), params.orders),
         }
     finally:
         counter.stop()

@@ -61,6 +61,9 @@ def api() -> None:
 @cli.command()
 def relay() -> None:
     """Publish outbox rows the intake's fast path did not, until stopped."""
+    settings = settings_or_exit()  # before tasks.app, which reads the settings on import
+    require_services(settings)
+
     from hub import dead_letters
     from hub.logs import configure_logging
     from hub.relay import run_relay
@@ -68,8 +71,6 @@ def relay() -> None:
     from tasks.publish import CeleryChainPublisher
     from tasks.topology import Topology
 
-    settings = settings_or_exit()
-    require_services(settings)
     configure_logging("relay", fmt=settings.log_format, level=settings.log_level)
     stop = stop_on_signals()
     topology = Topology.for_settings(settings)
@@ -99,13 +100,14 @@ def worker(
     name: Annotated[str, typer.Option(help="node name")] = "worker",
 ) -> None:
     """A Celery worker consuming the three step queues."""
+    settings = settings_or_exit()  # before tasks.app, which reads the settings on import
+    require_services(settings)
+
     from hub.logs import configure_logging
     from hub.settings import STEPS
     from tasks.app import app as celery_app
     from tasks.topology import Topology
 
-    settings = settings_or_exit()
-    require_services(settings)
     json_logs = configure_logging("worker", fmt=settings.log_format, level=settings.log_level)
     queues = ",".join(Topology(settings.queue_prefix).queue_name(step) for step in STEPS)
     celery_app.worker_main(

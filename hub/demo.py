@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 import uuid
 from collections import Counter
@@ -168,6 +169,10 @@ def summary(run: DemoRun, order_ids: list[str]) -> bool:
     return ok
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(settings: Settings, *, orders: int, workers: int, console: Console) -> int:
     with contextlib.suppress(Exception):  # the check below says what is wrong, and where
         migrate.ensure_database(settings.database_url)
@@ -181,6 +186,8 @@ def run_demo(settings: Settings, *, orders: int, workers: int, console: Console)
         demo_key = keys.create_key(session, "demo")
     run = DemoRun(settings, console, run_id=time.strftime("%H%M%S"), api_key=demo_key.token)
     supervisor = Supervisor(env={}, log_dir=LOG_DIR)
+    # A SIGTERM (from `timeout`, say) stops everything just as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         start_stack(run, supervisor, workers=workers)
         order_ids = post_batch(run, orders)

@@ -146,6 +146,15 @@ def status(
     from hub.snapshot import take_snapshot
 
     settings = settings_or_exit()
+    if settings.trial:
+        from hub.cli_support import err
+
+        # Its numbers come from PostgreSQL's SQL and RabbitMQ's queues, which trial mode lacks.
+        err.print(
+            "[red]hub status needs PostgreSQL and RabbitMQ; trial mode (HUB_TRIAL) has neither. "
+            "Use hub timeline, hub failures list or hub breakers there.[/red]"
+        )
+        raise typer.Exit(2)
 
     def take() -> Snapshot:
         return take_snapshot(settings, workers=True)

@@ -82,7 +82,8 @@ def trial_environment(settings: Settings) -> dict[str, str]:
         "HUB_TRIAL": "true",
         "HUB_TRIAL_DIR": str(root),
         "HUB_DATABASE_URL": f"sqlite:///{root / DATABASE_FILE}",
-        "HUB_BROKER_URL": "filesystem://",
+        # The host means nothing to filesystem://, but without one kombu warns on every connect.
+        "HUB_BROKER_URL": "filesystem://localhost/",
     }
 
 
@@ -91,9 +92,12 @@ def prepare(settings: Settings) -> None:
     root = trial_root(settings)
     for suffix in ("", "-wal", "-shm"):
         (root / f"{DATABASE_FILE}{suffix}").unlink(missing_ok=True)
-    folders = broker_folders(settings)
-    shutil.rmtree(folders.root, ignore_errors=True)
-    for folder in folders.all():
+    shutil.rmtree(broker_folders(settings).root, ignore_errors=True)
+    make_broker_folders(settings)
+
+
+def make_broker_folders(settings: Settings) -> None:
+    for folder in broker_folders(settings).all():
         folder.mkdir(parents=True, exist_ok=True)
 
 
@@ -165,7 +169,8 @@ def choose_mode(settings: Settings) -> Mode:
     if not up:
         where = " or ".join(f"{address} ({service})" for service, address in probes.items())
         return Mode(True, f"nothing answers at {where} and no HUB_*_URL is set")
-    why = f"{' and '.join(up)} answer{'s' if len(up) == 1 else ''} on the default port"
+    where = ", ".join(probes[service] for service in up)
+    why = f"{' and '.join(up)} answer{'s' if len(up) == 1 else ''} at {where}"
     hint = ""
     if len(up) == 1:
         hint = (
@@ -177,7 +182,10 @@ def choose_mode(settings: Settings) -> Mode:
 
 def banner(settings: Settings, why: str) -> Panel:
     root = trial_root(settings)
-    env = " ".join(f"{k}={v}" for k, v in trial_environment(settings).items())
+    env = (
+        f"HUB_TRIAL=true HUB_TRIAL_DIR={root} HUB_DATABASE_URL={settings.database_url} "
+        f"HUB_BROKER_URL={settings.broker_url}"
+    )
     lines = [
         f"{why}, so the demo runs on embedded parts that need no server:",
         f"  database  SQLite, {root / DATABASE_FILE} (WAL; writers take turns)",
@@ -194,7 +202,7 @@ def banner(settings: Settings, why: str) -> Panel:
         "  `make demo` (or set HUB_DATABASE_URL and HUB_BROKER_URL; see the README).",
         f"Look around afterwards with: {env} .venv/bin/hub timeline <order>",
     ]
-    return Panel("\n".join(lines), title="TRIAL MODE", border_style="yellow")
+    return Panel("\n".join(lines), title="TRIAL MODE", border_style="yellow", expand=False)
 
 
 def settings_for_demo(settings: Settings, *, console: Console) -> Settings:
@@ -205,6 +213,12 @@ def settings_for_demo(settings: Settings, *, console: Console) -> Settings:
     """
     mode = choose_mode(settings)
     if not mode.trial:
+        if settings.embedded_broker and settings.database_url.startswith("sqlite:"):
+            # Trial mode's parts named by hand (HUB_TRIAL=true and both URLs): used as they are.
+            make_broker_folders(settings)
+            console.print(banner(settings, mode.why))
+            return settings
+        console.print(f"[dim]real stack: {mode.why}[/dim]")
         if mode.hint:
             console.print(f"[yellow]{mode.hint}[/yellow]")
         return settings

@@ -1,10 +1,11 @@
 """SQLite for trial mode: one file that the API, relay and worker processes share.
 
 It has to behave like PostgreSQL wherever the hub relies on PostgreSQL:
-- transactions that cannot trip over each other: every transaction begins ``IMMEDIATE``, so
-  writers queue up (``busy_timeout``) instead of failing half-way with ``SQLITE_BUSY``; that is
-  what makes ``ON CONFLICT``, ``FOR UPDATE`` (which SQLite ignores) and the audit ``seq`` safe;
-- WAL, so readers never wait for a writer's commit to reach the main file;
+- transactions that cannot trip over each other: every transaction (reads too) begins
+  ``IMMEDIATE``, so they take turns (``busy_timeout``) instead of failing half-way with
+  ``SQLITE_BUSY``; that is what makes ``ON CONFLICT``, ``FOR UPDATE`` (which SQLite ignores)
+  and the audit ``seq`` safe, at a cost a demo never notices;
+- WAL, so each turn is short: a commit appends to the log instead of rewriting the file;
 - ``now()`` for the migrations' server defaults, and datetimes that come back aware, in UTC;
 - ``integration_events.seq`` numbered in commit order (SQLite has no identity columns).
 """

@@ -71,7 +71,15 @@ def _embedded_broker(settings: Settings) -> dict[str, Any]:
     """
     from hub.trial import transport_options
 
-    return {"broker_transport_options": transport_options(settings)}
+    return {
+        # kombu's filesystem transport, writing each message file whole (see the module).
+        "broker_transport": "hub.trial_transport:Transport",
+        "broker_transport_options": transport_options(settings),
+        # Without an asynchronous transport Celery drives a prefork pool from helper threads
+        # that outlive a SIGTERM to the process group (how the demo stops its children) by
+        # seconds, or until killed, losing what the worker held; a thread pool stops at once.
+        "worker_pool": "threads",
+    }
 
 
 def create_app(settings: Settings) -> Celery:

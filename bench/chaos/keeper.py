@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
 from bench.stack import Stack
 from hub.processes import Child
@@ -23,11 +24,11 @@ class Keeper:
         self.lock = threading.RLock()
         self.restarts: Counter[str] = Counter()
         self._recipes: dict[str, Callable[[], Child]] = {
-            name: (lambda name=name: stack.start_worker(name, wait=False))
-            for name in stack.worker_names
+            name: partial(stack.start_worker, name, wait=False) for name in stack.worker_names
         }
         self._recipes["relay"] = stack.start_relay
-        self._recipes["api"] = lambda: stack.start_api(wait=False)
+        self._recipes["api"] = partial(stack.start_api, wait=False)
+        self._started_at: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="keeper", daemon=True)
 
@@ -45,17 +46,30 @@ class Keeper:
         with self.lock:
             return next((c for c in self.stack.supervisor.children if c.name == name), None)
 
-    def revive_all(self) -> None:
-        """Start whatever is not running now (once)."""
+    def revive_all(self, *, min_gap: float = 2.0) -> None:
+        """Start whatever is not running now; a process that keeps exiting (its broker or
+        database still away) is tried again every ``min_gap`` seconds, not in a tight loop."""
         with self.lock:
+            now = time.monotonic()
             for name, start in self._recipes.items():
                 child = self.child(name)
                 if child is not None and child.popen.poll() is None:
                     continue
+                if now - self._started_at.get(name, 0.0) < min_gap:
+                    continue
                 if child is not None:
                     self.stack.forget(child)
                 start()
+                self._started_at[name] = now
                 self.restarts[name] += 1
+
+    def alive(self) -> bool:
+        """Every process the keeper keeps is running."""
+        with self.lock:
+            return all(
+                (child := self.child(name)) is not None and child.popen.poll() is None
+                for name in self._recipes
+            )
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

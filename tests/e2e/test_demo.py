@@ -62,7 +62,10 @@ def test_the_demo_completes_its_orders_and_one_failure_is_replayed(
     assert not any(http_ok(url)() for url in demo_urls()), "the demo left a process running"
 
 
-def test_ctrl_c_stops_everything_the_demo_started(demo_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_everything_the_demo_started(
+    demo_env: dict[str, str], signum: signal.Signals
+) -> None:
     demo = subprocess.Popen(
         [sys.executable, "-m", "hub", "demo", "--orders", "5000"],
         env=demo_env,
@@ -75,7 +78,7 @@ def test_ctrl_c_stops_everything_the_demo_started(demo_env: dict[str, str]) -> N
             lambda: http_ok(demo_urls()[0])(), timeout=90, what="the demo's API to come up"
         )
         time.sleep(1)  # posting is under way
-        demo.send_signal(signal.SIGINT)
+        demo.send_signal(signum)
         output, _ = demo.communicate(timeout=60)
     finally:
         if demo.poll() is None:
