@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from bench.env import CHAOS
 
-    CHAOS.apply(**CHAOS_SETTINGS)  # before anything reads the settings
+    CHAOS.for_one_run().apply(**CHAOS_SETTINGS)  # before anything reads the settings
 
     from rich.console import Console
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         keeper.stop()
         stack.stop()
-        state.purge_queues()
+        state.delete_queues()
     results: dict[str, Any] = {
         "params": {
             "seconds": args.seconds,
