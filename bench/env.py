@@ -8,8 +8,7 @@ bench on the same machine never see this stack's rows, queues or ports.
 from __future__ import annotations
 
 import os
-import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sqlalchemy.engine import make_url
 
@@ -20,16 +19,6 @@ class StackPlace:
     queue_prefix: str
     # The API listens here, the sandbox systems on the next three ports, a baseline on the 4th.
     port_base: int
-
-    def for_one_run(self) -> StackPlace:
-        """The same place with a queue prefix of this run's own.
-
-        A retry parked in RabbitMQ (``celery_delayed_*``, shared by every prefix) comes back
-        when its delay is over, even after its run ended: with a prefix per run, and the run's
-        queues deleted at its end, it finds nowhere to land instead of queueing in front of the
-        next run's orders.
-        """
-        return replace(self, queue_prefix=f"{self.queue_prefix}_{secrets.token_hex(3)}")
 
     @property
     def api_port(self) -> int:

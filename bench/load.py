@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,3 +155,57 @@ def run_open_loop(
         result.samples = list(pool.map(timed, range(count)))
     result.wall_seconds = time.monotonic() - started
     return result
+
+
+class Stream:
+    """Posts ``rate`` orders a second on a schedule, from a pool, until stopped."""
+
+    def __init__(self, url: str, rate: float, headers: dict[str, str]) -> None:
+        self.url = url
+        self.rate = rate
+        self.headers = headers
+        self.run = new_run_id()
+        self.accepted: dict[int, tuple[str, float]] = {}  # n -> (order id, monotonic accepted)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(16, thread_name_prefix="stream")
+        self._futures: list[Future[None]] = []
+        self._thread = threading.Thread(target=self._schedule, name="stream", daemon=True)
+        self.sent = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for future in self._futures:
+            future.result()
+        self._pool.shutdown()
+
+    def accepted_ids(self) -> set[str]:
+        with self._lock:
+            return {order_id for order_id, _ in self.accepted.values()}
+
+    def accepted_count(self) -> int:
+        with self._lock:
+            return len(self.accepted)
+
+    def _post(self, n: int) -> None:
+        order_id = post_until_accepted(
+            self.url, order_payload(n, run=self.run), headers=self.headers
+        )
+        if order_id is not None:
+            with self._lock:
+                self.accepted[n] = (order_id, time.monotonic())
+
+    def _schedule(self) -> None:
+        started = time.monotonic()
+        n = 0
+        while not self._stop.is_set():
+            due = started + n / self.rate
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                break
+            self._futures.append(self._pool.submit(self._post, n))
+            n += 1
+            self.sent = n

@@ -1,8 +1,10 @@
 """Figure d: worker memory while thousands of steps wait for their retry, against idle.
 
 The ERP answers 503 with a Retry-After, so every inventory step is put off (by its retry or by
-the breaker); the delays are held by RabbitMQ (``celery_delayed_*``), not by the workers, whose
-resident memory should stay where it was when idle.
+the breaker, whose rest is set to the same length for this figure); the delays are held by
+RabbitMQ (``celery_delayed_*``), not by the workers, whose resident memory should stay where it
+was when idle. The Retry-After must outlast posting the orders and the sampling, or the first
+parked steps come back while memory is being measured.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from bench import records, state
 from bench.auth import sender_headers
 from bench.load import new_run_id, order_payload, post_order, run_clients
 from bench.stack import Stack
+from hub import audit
 from hub.processes import Child
 
 MB = 1024 * 1024
@@ -53,6 +56,26 @@ def _samples(workers: list[Child], seconds: float) -> list[int]:
         values.append(worker_rss(workers))
         time.sleep(0.5)
     return values
+
+
+def _let_parked_steps_return(stack: Stack, *, cooldown: float, timeout: float) -> None:
+    """End the figure only once every parked step has come back, as a harmless no-op.
+
+    Left parked, they would land in the queues of whatever runs next (the next bench run, in
+    front of its orders). The orders are deleted first, so each returning step finds no order
+    and is dead-lettered at once; the held-back steps all return when the breaker's rest ends
+    (plus up to 2 s of jitter), the retried ones after their Retry-After, both counted from
+    when the breaker opened.
+    """
+    opened = records.first_event_at(audit.BREAKER_OPENED)
+    state.truncate_all()
+    stack.sandbox.clear_faults()
+    if opened is not None:
+        time.sleep(max(0.0, opened.timestamp() + cooldown + 3 - time.time()))
+    deadline = time.monotonic() + timeout
+    queue = f"{stack.settings.queue_prefix}.inventory"
+    while time.monotonic() < deadline and state.queue_depths()[queue] > 0:
+        time.sleep(0.5)
 
 
 def measure(stack: Stack, params: MemoryParams) -> dict[str, Any]:
@@ -95,7 +118,7 @@ def measure(stack: Stack, params: MemoryParams) -> dict[str, Any]:
     during = _samples(workers, params.sample_seconds)
     counts = records.status_counts()
     events = records.event_counts()
-    stack.sandbox.clear_faults()
+    _let_parked_steps_return(stack, cooldown=params.retry_after, timeout=params.settle_timeout)
     idle_mb = statistics.median(idle) / MB
     during_mb = statistics.median(during) / MB
     return {

@@ -7,16 +7,14 @@ has completed; loss and double effects are counted from the hub's rows and the E
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench import records, state
 from bench.auth import sender_headers
-from bench.load import new_run_id, order_payload, post_until_accepted
+from bench.load import Stream
 from bench.stack import Stack
 from hub.settings import STEPS
 
@@ -48,60 +46,6 @@ class Timeline:
             "failed": self.failed,
             "erp_calls": self.erp_calls,
         }
-
-
-class Stream:
-    """Posts ``rate`` orders a second on a schedule, from a pool, until stopped."""
-
-    def __init__(self, url: str, rate: float, headers: dict[str, str]) -> None:
-        self.url = url
-        self.rate = rate
-        self.headers = headers
-        self.run = new_run_id()
-        self.accepted: dict[int, tuple[str, float]] = {}  # n -> (order id, monotonic accepted)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._pool = ThreadPoolExecutor(16, thread_name_prefix="stream")
-        self._futures: list[Future[None]] = []
-        self._thread = threading.Thread(target=self._schedule, name="stream", daemon=True)
-        self.sent = 0
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        for future in self._futures:
-            future.result()
-        self._pool.shutdown()
-
-    def accepted_ids(self) -> set[str]:
-        with self._lock:
-            return {order_id for order_id, _ in self.accepted.values()}
-
-    def accepted_count(self) -> int:
-        with self._lock:
-            return len(self.accepted)
-
-    def _post(self, n: int) -> None:
-        order_id = post_until_accepted(
-            self.url, order_payload(n, run=self.run), headers=self.headers
-        )
-        if order_id is not None:
-            with self._lock:
-                self.accepted[n] = (order_id, time.monotonic())
-
-    def _schedule(self) -> None:
-        started = time.monotonic()
-        n = 0
-        while not self._stop.is_set():
-            due = started + n / self.rate
-            if self._stop.wait(max(0.0, due - time.monotonic())):
-                break
-            self._futures.append(self._pool.submit(self._post, n))
-            n += 1
-            self.sent = n
 
 
 def _sample(stream: Stream, line: Timeline, t0: float, stack: Stack) -> None:

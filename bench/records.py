@@ -67,3 +67,12 @@ def statuses_of(order_ids: set[str]) -> dict[str, str]:
             select(Order.id, Order.status).where(Order.id.in_([uuid.UUID(i) for i in order_ids]))
         ).all()
     return {str(order_id): status for order_id, status in rows}
+
+
+def first_event_at(event_type: str) -> datetime | None:
+    with unit_of_work() as session:
+        return session.scalar(
+            select(func.min(IntegrationEvent.created_at)).where(
+                IntegrationEvent.event_type == event_type
+            )
+        )

@@ -87,14 +87,3 @@ def delayed_depth() -> int:
             with contextlib.suppress(Exception):
                 channel.close()
     return total
-
-
-def delete_queues(prefix: str | None = None) -> None:
-    """Delete the work and failure queues and the exchanges of ``prefix`` (a finished run's)."""
-    topology = Topology(prefix or get_settings().queue_prefix)
-    with broker() as connection:
-        channel = connection.channel()
-        for queue in [*topology.work_queues(), topology.failure_queue()]:
-            queue.bind(channel).delete()
-        for exchange in (topology.exchange, topology.dead_letter_exchange):
-            exchange.bind(channel).delete()

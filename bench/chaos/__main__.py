@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from bench.env import CHAOS
 
-    CHAOS.for_one_run().apply(**CHAOS_SETTINGS)  # before anything reads the settings
+    CHAOS.apply(**CHAOS_SETTINGS)  # before anything reads the settings
 
     from rich.console import Console
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.chaos.nemesis import Nemesis, NemesisPlan
     from bench.chaos.report import faults_table, verdict_table
     from bench.chaos.verdict import judge
-    from bench.outage import Stream
+    from bench.load import Stream
     from bench.stack import Stack
     from hub import migrate
     from hub.services import problems
@@ -104,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         keeper.stop()
         stack.stop()
-        state.delete_queues()
+        # Purged, never deleted: a retry still parked in celery_delayed_* (shared by every app
+        # on the vhost) that comes back to a deleted queue cannot be routed, and RabbitMQ's
+        # at-least-once dead-lettering then holds it at the head of the shared delayed queue,
+        # blocking everyone's retries behind it.
+        state.purge_queues()
     results: dict[str, Any] = {
         "params": {
             "seconds": args.seconds,

@@ -59,7 +59,9 @@ def test_a_batch_of_orders_completes_with_one_effect_per_order_and_step(stack: S
         f"{stack.api_url}/orders/{order_ids[0]}", headers=stack.headers, timeout=5
     ).json()["timeline"]
     kinds = [event["event_type"] for event in timeline]
-    assert kinds[:2] == ["order.received", "order.queued"]
+    # The fast path marks the row queued after the broker's confirm, so a quick worker may
+    # start the first step before that audit row is committed.
+    assert kinds[0] == "order.received" and "order.queued" in kinds
     assert kinds[-1] == "order.completed"
     assert kinds.count("step.succeeded") == 3
     succeeded = [e for e in timeline if e["event_type"] == "step.succeeded"]
