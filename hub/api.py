@@ -16,7 +16,8 @@ from hub import intake_auth, metrics, ui
 from hub.db import unit_of_work
 from hub.intake import Accepted, accept_order
 from hub.order_view import find_order, order_view
-from hub.outbox import ChainPublisher, publish_pending
+from hub.outbox import ChainPublisher
+from hub.relay import publish_row_now
 from hub.schemas import EXTERNAL_ID_PATTERN, IDEMPOTENCY_KEY_PATTERN, OrderIn, order_openapi
 from hub.services import postgres_problem, rabbitmq_problem
 from hub.settings import Settings, get_settings
@@ -70,12 +71,7 @@ def create_api(
             return accept_order(session, order, idempotency_key=key)
 
     def publish_now(outbox_id: int) -> None:
-        # Fast path; if the broker is down the row stays unsent and the relay publishes it.
-        try:
-            with unit_of_work() as session:
-                publish_pending(session, chain_publisher, limit=1, ids=[outbox_id])
-        except Exception:
-            log.warning("fast-path publish failed; the relay will retry", exc_info=True)
+        publish_row_now(chain_publisher, outbox_id)
 
     @api.post("/orders", status_code=202, openapi_extra=order_openapi())
     async def create_order(request: Request) -> JSONResponse:

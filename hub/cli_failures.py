@@ -174,15 +174,13 @@ def _publish(resolution: Resolution) -> None:
     """Publish a replay's outbox row now; if the broker is away the relay does it later."""
     if resolution.outbox_id is None:
         return
-    from hub.db import unit_of_work
-    from hub.outbox import publish_pending
+    from hub.relay import publish_row_now
     from tasks.app import app as celery_app
     from tasks.publish import CeleryChainPublisher
 
     settings = settings_or_exit()
     publisher = CeleryChainPublisher(celery_app, timeout=settings.publish_timeout)
-    with unit_of_work() as session:
-        publish_pending(session, publisher, limit=1, ids=[resolution.outbox_id])
+    publish_row_now(publisher, resolution.outbox_id)
 
 
 def replay(

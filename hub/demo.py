@@ -26,8 +26,6 @@ from hub.settings import STEPS, SYSTEM_OF_STEP, Settings
 
 LOG_DIR = ROOT / "var" / "demo"
 SKUS = [f"SKU-{n:03d}" for n in range(1, 11)]
-# Stock of this one is set to zero so that one order fails (out of stock) and gets replayed.
-SCARCE_SKU = "SKU-020"
 
 
 @dataclass(frozen=True)

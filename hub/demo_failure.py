@@ -11,7 +11,7 @@ import requests
 from hub.cli_failures import failures_table
 from hub.db import unit_of_work
 from hub.models import Order
-from hub.outbox import publish_pending
+from hub.relay import publish_row_now
 from hub.replay import FailureFilter, find_failures, replay_one, resolve_many
 from hub.sandbox_control import Sandboxes
 
@@ -66,8 +66,7 @@ def failure_scene(run: DemoRun) -> list[str]:
     def publish(resolution: object) -> None:
         outbox_id = getattr(resolution, "outbox_id", None)
         if outbox_id is not None:
-            with unit_of_work() as session:
-                publish_pending(session, publisher, limit=1, ids=[outbox_id])
+            publish_row_now(publisher, outbox_id)
 
     resolve_many(
         [f.id for f in failures],

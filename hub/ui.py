@@ -25,7 +25,8 @@ from hub.db import unit_of_work
 from hub.models import Failure, Order
 from hub.operator_auth import form_token_valid, issue_form_token, operator_dependency, same_origin
 from hub.order_view import find_order, order_view
-from hub.outbox import ChainPublisher, publish_pending
+from hub.outbox import ChainPublisher
+from hub.relay import publish_row_now
 from hub.replay import discard_one, find_failures, replay_one
 from hub.settings import STEPS, Settings
 from hub.ui_forms import (
@@ -144,14 +145,7 @@ def build_router(settings: Settings, publisher: ChainPublisher) -> APIRouter:
     operator_required = Depends(operator_dependency(settings))
 
     def publish_now(outbox_id: int) -> bool:
-        # Same fast path as intake; if the broker is down the relay publishes the row later.
-        try:
-            with unit_of_work() as session:
-                sent = publish_pending(session, publisher, limit=1, ids=[outbox_id])
-        except Exception:
-            log.warning("publish after replay failed; the relay will retry", exc_info=True)
-            return False
-        return sent == 1
+        return publish_row_now(publisher, outbox_id)
 
     def replay(failure_id: uuid.UUID, operator: str) -> Flash:
         with unit_of_work() as session:
