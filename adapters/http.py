@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import requests
 from requests.adapters import HTTPAdapter
 
-from adapters.errors import DownstreamError, PermanentError, TransientError
+from hub.core.errors import DownstreamError, PermanentError, TransientError
 
 # 5xx are transient too; everything else that is not 2xx is permanent.
 TRANSIENT_STATUSES = frozenset({408, 425, 429})

@@ -14,8 +14,9 @@ from typing import Any
 
 from celery import Celery, chain
 
-from hub.settings import STEPS, Settings, get_settings
-from tasks.app import celery_config, task_name
+from hub.core.pipeline import STEPS, task_name
+from hub.settings import Settings, get_settings
+from tasks.app import celery_config
 from tasks.topology import Topology
 
 BARE_PREFIX = "hubbare"

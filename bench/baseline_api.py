@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from adapters.erp import ErpClient
-from adapters.errors import DownstreamError
-from hub.schemas import OrderIn
+from hub.core.errors import DownstreamError
+from hub.core.schemas import OrderIn
 from hub.settings import Settings, get_settings
 
 

@@ -16,7 +16,7 @@ from bench import records, state
 from bench.auth import sender_headers
 from bench.load import Stream
 from bench.stack import Stack
-from hub.settings import STEPS
+from hub.core.pipeline import STEPS
 
 SAMPLE_EVERY = 0.5
 

@@ -8,8 +8,9 @@ from kombu.connection import Connection
 from sqlalchemy import text
 
 from hub import migrate
+from hub.core.pipeline import STEPS
 from hub.db import get_engine
-from hub.settings import STEPS, get_settings
+from hub.settings import get_settings
 from tasks.topology import Topology
 
 

@@ -19,8 +19,8 @@ from bench.bare import (
 )
 from bench.load import new_run_id, order_payload, post_order, run_clients
 from bench.stack import Stack
+from hub.core.pipeline import STEPS
 from hub.processes import Child
-from hub.settings import STEPS
 
 
 @dataclass(frozen=True)

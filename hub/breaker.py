@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from adapters.errors import DownstreamError, TransientError
 from hub import audit
-from hub.breaker_policy import BreakerPolicy
+from hub.core.breaker_policy import BreakerPolicy
+from hub.core.errors import DownstreamError, TransientError
 from hub.dialect import insert_for
 from hub.models import BreakerState
 

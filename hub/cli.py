@@ -103,8 +103,8 @@ def worker(
     settings = settings_or_exit()  # before tasks.app, which reads the settings on import
     require_services(settings)
 
+    from hub.core.pipeline import STEPS
     from hub.logs import configure_logging
-    from hub.settings import STEPS
     from tasks.app import app as celery_app
     from tasks.topology import Topology
 

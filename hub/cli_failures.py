@@ -14,13 +14,13 @@ from rich.table import Table
 from sqlalchemy import select
 
 from hub.cli_support import err, out, require_services, settings_or_exit
-from hub.failures import FAILURE_KINDS
+from hub.core.pipeline import FAILURE_KINDS, STEPS
 from hub.replay import FailureFilter, Resolution
 
 DURATION = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
-StepOption = Annotated[str | None, typer.Option("--step", help="inventory | fulfillment | invoice")]
+StepOption = Annotated[str | None, typer.Option("--step", help=" | ".join(STEPS))]
 KindOption = Annotated[
     str | None, typer.Option("--kind", "--error", help=" | ".join(FAILURE_KINDS))
 ]
@@ -65,7 +65,7 @@ def build_filter(
     until: str | None,
     state: str = "open",
 ) -> FailureFilter:
-    from hub.settings import STEPS
+    from hub.core.pipeline import STEPS
 
     if step is not None and step not in STEPS:
         raise typer.BadParameter(f"{step!r} is not one of {', '.join(STEPS)}", param_hint="--step")

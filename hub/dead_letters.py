@@ -19,14 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub import audit
+from hub.core.pipeline import STEPS, step_of_task
 from hub.db import unit_of_work
 from hub.failures import FailureReport, open_failure, record_failure
 from hub.models import OutboxMessage, StepOutcome
-from hub.settings import STEPS
 
 log = logging.getLogger("hub.dead_letters")
-
-TASK_PREFIX = "hub.step."
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,8 @@ class DeadLetter:
 def parse_dead_letter(headers: dict[str, Any], body: Any) -> DeadLetter | None:
     """What a dead-lettered Celery message was about; None if it is not one of our steps."""
     task = str(headers.get("task", ""))
-    if not task.startswith(TASK_PREFIX):
+    step = step_of_task(task)
+    if step is None:
         return None
     try:
         args = (json.loads(body) if isinstance(body, (bytes, str)) else body)[0]
@@ -51,7 +50,7 @@ def parse_dead_letter(headers: dict[str, Any], body: Any) -> DeadLetter | None:
     deaths = headers.get("x-death") or [{}]
     return DeadLetter(
         order_id=order_id,
-        step=task[len(TASK_PREFIX) :],
+        step=step,
         reason=str(headers.get("x-first-death-reason") or deaths[0].get("reason", "unknown")),
         deliveries=int(headers.get("x-delivery-count") or deaths[0].get("count") or 0),
         queue=str(headers.get("x-first-death-queue") or deaths[0].get("queue", "")),

@@ -17,12 +17,13 @@ from rich.table import Table
 from sqlalchemy import select
 
 from hub import keys, migrate
+from hub.core.pipeline import STEPS, SYSTEM_OF_STEP
 from hub.db import unit_of_work
 from hub.models import Order
 from hub.processes import ROOT, Supervisor, http_ok
 from hub.sandbox_control import Sandboxes
 from hub.services import problems
-from hub.settings import STEPS, SYSTEM_OF_STEP, Settings
+from hub.settings import Settings
 
 LOG_DIR = ROOT / "var" / "demo"
 SKUS = [f"SKU-{n:03d}" for n in range(1, 11)]

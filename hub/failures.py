@@ -12,17 +12,12 @@ from sqlalchemy.orm import Session
 from hub import audit
 from hub.models import Failure, Order, StepOutcome
 
-# permanent: the system said no; exhausted: transient errors outlasted the retry policy;
-# poison: the message killed its worker past the delivery limit; crashed: the task failed
-# unexpectedly (a bug, say) and was dead-lettered.
-FAILURE_KINDS = ("permanent", "exhausted", "poison", "crashed")
-
 
 @dataclass(frozen=True)
 class FailureReport:
     order_id: uuid.UUID
     step: str
-    kind: str  # one of FAILURE_KINDS
+    kind: str  # one of hub.core.pipeline.FAILURE_KINDS
     message: str
     attempts: int
     http_status: int | None = None

@@ -10,10 +10,10 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from hub import audit
+from hub.core.pipeline import STEPS
+from hub.core.schemas import OrderIn
 from hub.dialect import insert_for
 from hub.models import Order, OrderLine, OutboxMessage, StepOutcome
-from hub.schemas import OrderIn
-from hub.settings import STEPS
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from typing import Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from hub.core.pipeline import step_of_task
+
 LogFormat = Literal["auto", "json", "console"]
 
-STEP_TASK_PREFIX = "hub.step."
 _HANDLER_NAME = "hub"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -45,9 +46,10 @@ def log_context(**values: object) -> Iterator[None]:
 
 def step_task_context(name: str, task_id: str | None, args: object) -> dict[str, str]:
     """task_id, step and order_id of a hub step task, from its name, id and args (or their repr)."""
-    if not name.startswith(STEP_TASK_PREFIX):
+    step = step_of_task(name)
+    if step is None:
         return {}
-    context = {"step": name[len(STEP_TASK_PREFIX) :]}
+    context = {"step": step}
     if task_id:
         context["task_id"] = task_id
     # The only argument of a step task is the order id; Celery's log records hold its repr.

@@ -19,11 +19,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from hub.settings import STEPS, SYSTEM_OF_STEP, Settings
+from hub.core.pipeline import FAILURE_KINDS, ORDER_STATUSES, STEPS, SYSTEM_OF_STEP
+from hub.settings import Settings
 from hub.snapshot import (
-    FAILURE_KINDS,
     LATENCY_BUCKETS,
-    ORDER_STATUSES,
     BrokerFacts,
     DatabaseFacts,
     Latency,

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from hub import audit
+from hub.core.pipeline import STEPS
 from hub.models import Order
 
 
@@ -42,4 +43,4 @@ def order_view(session: Session, order: Order) -> dict[str, Any]:
     }
 
 
-_STEP_ORDER = {"inventory": 0, "fulfillment": 1, "invoice": 2}
+_STEP_ORDER = {step: index for index, step in enumerate(STEPS)}

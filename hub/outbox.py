@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub import audit
+from hub.core.ports import ChainPublisher, PublishError
 from hub.models import OutboxMessage
-
-
-class PublishError(Exception):
-    """The broker did not confirm a publish (down, refused, or too slow)."""
-
-
-class ChainPublisher(Protocol):
-    def publish(self, order_id: uuid.UUID, start_step: str) -> None:
-        """Publish the chain from ``start_step``; return only once the broker confirmed it."""
 
 
 def publish_pending(

@@ -25,8 +25,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.cli_support import err, out, require_services, settings_or_exit
+from hub.core.pipeline import STEPS, SYSTEM_OF_STEP
 from hub.models import Failure, Order, OutboxMessage, StepOutcome
-from hub.settings import STEPS, SYSTEM_OF_STEP, Settings
+from hub.settings import Settings
 
 # An effect this young whose step is still under way (running, or waiting for a retry after a
 # lost answer) is the hub being busy, not a disagreement.

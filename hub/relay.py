@@ -6,8 +6,9 @@ import logging
 import threading
 from collections.abc import Callable
 
+from hub.core.ports import ChainPublisher
 from hub.db import unit_of_work
-from hub.outbox import ChainPublisher, publish_pending
+from hub.outbox import publish_pending
 
 log = logging.getLogger("hub.relay")
 

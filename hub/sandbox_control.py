@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.sandbox import SandboxControl
-from hub.settings import STEPS, SYSTEM_OF_STEP, Settings
+from hub.core.pipeline import STEPS, SYSTEM_OF_STEP
+from hub.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hub.breaker_policy import BreakerPolicy
-from hub.retry_policy import RetryPolicy
-
-STEPS = ("inventory", "fulfillment", "invoice")
-# The downstream system each step calls; the breaker is per system.
-SYSTEM_OF_STEP = {"inventory": "erp", "fulfillment": "warehouse", "invoice": "accounting"}
+from hub.core.breaker_policy import BreakerPolicy
+from hub.core.retry_policy import RetryPolicy
 
 
 class SettingsError(Exception):

@@ -13,8 +13,6 @@ from datetime import UTC, datetime
 
 from hub.settings import Settings
 
-ORDER_STATUSES = ("received", "processing", "completed", "failed")
-FAILURE_KINDS = ("permanent", "exhausted", "poison")
 # Upper bounds (seconds) of the step latency buckets; the last bucket is +Inf.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 

@@ -12,8 +12,9 @@ from amqp.exceptions import NotFound
 from kombu.connection import Connection
 from kombu.transport.native_delayed_delivery import MAX_LEVEL, level_name
 
+from hub.core.pipeline import STEPS
 from hub.services import RABBIT_START
-from hub.settings import STEPS, Settings
+from hub.settings import Settings
 from hub.snapshot import BrokerFacts, Unreachable
 from tasks.topology import Topology
 

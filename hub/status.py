@@ -12,8 +12,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from hub.settings import SYSTEM_OF_STEP
-from hub.snapshot import ORDER_STATUSES, BrokerFacts, DatabaseFacts, Snapshot, Unreachable
+from hub.core.pipeline import ORDER_STATUSES, SYSTEM_OF_STEP
+from hub.snapshot import BrokerFacts, DatabaseFacts, Snapshot, Unreachable
 
 _BREAKER_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from adapters.clients import Downstream
-from adapters.errors import PermanentError
-from hub.steps import Outcome, Started, StepCall
+from hub.core.errors import PermanentError
+from hub.core.steps import Outcome, Started, StepCall
 
 
 def _lines(started: Started) -> list[dict[str, object]]:

@@ -21,14 +21,15 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from hub.core.pipeline import STEPS
+from hub.core.ports import ChainPublisher
 from hub.db import unit_of_work
 from hub.models import Failure, Order
 from hub.operator_auth import form_token_valid, issue_form_token, operator_dependency, same_origin
 from hub.order_view import find_order, order_view
-from hub.outbox import ChainPublisher
 from hub.relay import publish_row_now
 from hub.replay import discard_one, find_failures, replay_one
-from hub.settings import STEPS, Settings
+from hub.settings import Settings
 from hub.ui_forms import (
     ERROR_KINDS,
     HOME,

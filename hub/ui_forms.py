@@ -12,8 +12,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from fastapi import Request, Response
 
+from hub.core.pipeline import STEPS
 from hub.replay import FailureFilter
-from hub.settings import STEPS
 
 ERROR_KINDS = ("permanent", "exhausted", "poison")
 FILTER_FIELDS = ("step", "kind", "code", "since", "until")

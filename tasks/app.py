@@ -7,16 +7,13 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
-from hub.settings import STEPS, Settings, get_settings
+from hub.core.pipeline import STEPS, task_name
+from hub.settings import Settings, get_settings
 from tasks import (
     log_context,  # noqa: F401  (connects the worker's logging signals)
     memory,  # noqa: F401  (keeps retry garbage from piling up in workers)
 )
 from tasks.topology import Topology
-
-
-def task_name(step: str) -> str:
-    return f"hub.step.{step}"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -8,9 +8,8 @@ from amqp.exceptions import AMQPError
 from celery import Celery, chain
 from kombu.exceptions import KombuError, OperationalError
 
-from hub.outbox import PublishError
-from hub.settings import STEPS
-from tasks.app import task_name
+from hub.core.pipeline import STEPS, task_name
+from hub.core.ports import PublishError
 
 
 def order_chain(app: Celery, order_id: uuid.UUID, start_step: str) -> chain:

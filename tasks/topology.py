@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
-from hub.settings import STEPS, Settings
+from hub.core.pipeline import STEPS
+from hub.settings import Settings
 
 # A message that kills its worker this many times is dead-lettered instead of looping forever.
 DELIVERY_LIMIT = 5

@@ -12,9 +12,10 @@ from kombu.connection import Connection
 from sqlalchemy import text
 
 from hub import keys, migrate
+from hub.core.pipeline import STEPS
 from hub.db import get_engine, unit_of_work
 from hub.services import postgres_problem, rabbitmq_problem
-from hub.settings import STEPS, get_settings
+from hub.settings import get_settings
 from tasks.topology import Topology
 
 TABLES = (

@@ -26,11 +26,11 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import select
 
+from hub.core.schemas import OrderIn
 from hub.db import unit_of_work
 from hub.intake import accept_order
 from hub.models import Failure, IntegrationEvent
 from hub.processes import ROOT
-from hub.schemas import OrderIn
 from hub.settings import get_settings
 from tests import support
 from tests.e2e.conftest import LOGS, Stack

@@ -10,8 +10,8 @@ from typing import Any
 
 import requests
 
+from hub.core.pipeline import STEPS
 from hub.processes import Child
-from hub.settings import STEPS
 from tests import support
 from tests.e2e.conftest import Stack
 from tests.factories import order_payload

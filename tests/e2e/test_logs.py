@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from hub.settings import STEPS
+from hub.core.pipeline import STEPS
 from tests.e2e.conftest import LOGS, Stack
 from tests.e2e.test_flow import post_orders, wait_completed
 

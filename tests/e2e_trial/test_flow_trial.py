@@ -7,7 +7,7 @@ from typing import Any
 
 import requests
 
-from hub.settings import STEPS
+from hub.core.pipeline import STEPS
 from tests.e2e_trial.conftest import TrialStack
 from tests.factories import order_payload
 

@@ -14,9 +14,9 @@ import requests
 
 from adapters.accounting import AccountingClient
 from adapters.erp import ErpClient
-from adapters.errors import PermanentError, TransientError
 from adapters.sandbox import DEFAULT_TOKENS, Sandbox, SandboxControl
 from adapters.warehouse import WarehouseClient
+from hub.core.errors import PermanentError, TransientError
 
 LINES = [
     {"sku": "SKU-001", "qty": 2, "unit_price": "12.50"},

@@ -7,10 +7,10 @@ import uuid
 from sqlalchemy import select
 
 from hub import dead_letters
+from hub.core.schemas import OrderIn
 from hub.db import unit_of_work
 from hub.intake import accept_order
 from hub.models import Failure, IntegrationEvent, OutboxMessage, StepOutcome
-from hub.schemas import OrderIn
 from hub.settings import get_settings
 from tasks.app import app
 from tasks.publish import order_chain

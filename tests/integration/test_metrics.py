@@ -10,10 +10,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hub import audit
 from hub.api import create_api
+from hub.core.schemas import OrderIn
 from hub.db import unit_of_work
 from hub.intake import accept_order
 from hub.models import BreakerState, Failure
-from hub.schemas import OrderIn
 from hub.settings import get_settings
 from tasks.app import create_app
 from tasks.publish import CeleryChainPublisher

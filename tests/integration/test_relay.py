@@ -9,10 +9,10 @@ import sys
 
 from sqlalchemy import func, select
 
+from hub.core.schemas import OrderIn
 from hub.db import unit_of_work
 from hub.intake import accept_order
 from hub.models import OutboxMessage
-from hub.schemas import OrderIn
 from tests import support
 from tests.factories import order_payload
 

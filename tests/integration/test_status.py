@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hub.cli import cli
+from hub.core.schemas import OrderIn
 from hub.db import unit_of_work
 from hub.intake import accept_order
-from hub.schemas import OrderIn
 from hub.settings import get_settings
 from tests.factories import order_payload
 

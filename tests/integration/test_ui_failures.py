@@ -12,13 +12,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from hub.api import create_api
+from hub.core.pipeline import STEPS
+from hub.core.schemas import OrderIn
 from hub.db import unit_of_work
 from hub.failures import FailureReport, record_failure
 from hub.intake import accept_order
 from hub.models import Failure, IntegrationEvent, Order, OutboxMessage, StepOutcome
 from hub.operator_auth import issue_form_token
-from hub.schemas import OrderIn
-from hub.settings import STEPS, get_settings
+from hub.settings import get_settings
 from tests import support
 from tests.factories import order_payload
 

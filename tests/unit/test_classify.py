@@ -7,8 +7,8 @@ from email.utils import formatdate
 
 import pytest
 
-from adapters.errors import DownstreamError, PermanentError, TransientError
 from adapters.http import MAX_MESSAGE_CHARS, classify, parse_retry_after
+from hub.core.errors import DownstreamError, PermanentError, TransientError
 
 NOW = 1_700_000_000.0
 NGINX_502 = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from hub.retry_policy import RetryPolicy, next_delay
+from hub.core.retry_policy import RetryPolicy, next_delay
 
 POLICY = RetryPolicy(max_attempts=5, base_delay=2, max_delay=10)
 

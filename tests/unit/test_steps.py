@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from adapters.errors import DownstreamError, PermanentError, TransientError
-from hub.steps import (
+from hub.core.errors import DownstreamError, PermanentError, TransientError
+from hub.core.steps import (
     AlreadyDone,
     OrderSnapshot,
     Outcome,

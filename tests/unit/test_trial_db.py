@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.errors import TransientError
 from hub import audit, breaker, migrate
-from hub.breaker_policy import BreakerPolicy
+from hub.core.breaker_policy import BreakerPolicy
+from hub.core.errors import TransientError
+from hub.core.schemas import OrderIn
 from hub.db import engine_for
 from hub.intake import accept_order
 from hub.models import BreakerState, IntegrationEvent, Order
-from hub.schemas import OrderIn
 from tests.factories import order_payload
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from hub.schemas import OrderIn
+from hub.core.schemas import OrderIn
 from tests.factories import order_payload
 
 

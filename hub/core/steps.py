@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from adapters.errors import DownstreamError
+from hub.core.errors import DownstreamError
 
 
 @dataclass(frozen=True)
