@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from alembic import context
 from sqlalchemy import create_engine, pool
 
-from hub.models import Base
+from alembic import context
+from hub.db.models import Base
 from hub.settings import get_settings
 
 config = context.config

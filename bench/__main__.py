@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.chart import outage_chart
     from bench.report import table
     from bench.stack import Stack
-    from hub import migrate
+    from hub.db import migrate
     from hub.services import problems
     from hub.settings import get_settings
 

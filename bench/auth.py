@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hub import keys
-from hub.db import unit_of_work
+from hub.db.engine import unit_of_work
 from hub.settings import get_settings
 
 

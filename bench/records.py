@@ -8,9 +8,9 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from hub import audit
-from hub.db import unit_of_work
-from hub.models import IntegrationEvent, Order, OutboxMessage, StepOutcome
+from hub.db import audit
+from hub.db.engine import unit_of_work
+from hub.db.models import IntegrationEvent, Order, OutboxMessage, StepOutcome
 
 
 def status_counts() -> Counter[str]:

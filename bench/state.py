@@ -7,9 +7,9 @@ import contextlib
 from kombu.connection import Connection
 from sqlalchemy import text
 
-from hub import migrate
 from hub.core.pipeline import STEPS
-from hub.db import get_engine
+from hub.db import migrate
+from hub.db.engine import get_engine
 from hub.settings import get_settings
 from tasks.topology import Topology
 

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from hub import intake_auth, metrics, ui
 from hub.core.ports import ChainPublisher
 from hub.core.schemas import EXTERNAL_ID_PATTERN, IDEMPOTENCY_KEY_PATTERN, OrderIn, order_openapi
-from hub.db import unit_of_work
+from hub.db.engine import unit_of_work
 from hub.intake import Accepted, accept_order
 from hub.order_view import find_order, order_view
 from hub.relay import publish_row_now

@@ -23,7 +23,7 @@ def migrate(
     down: Annotated[bool, typer.Option("--down", help="downgrade to REVISION")] = False,
 ) -> None:
     """Create the database if needed and bring its schema to REVISION."""
-    from hub import migrate as migrations
+    from hub.db import migrate as migrations
 
     settings = settings_or_exit()
     with contextlib.suppress(Exception):  # a missing database is made; other problems named below
@@ -154,7 +154,7 @@ def sandbox() -> None:
 @cli.command()
 def timeline(ref: Annotated[str, typer.Argument(help="order id or external id")]) -> None:
     """Show where an order is and how it got there."""
-    from hub.db import unit_of_work
+    from hub.db.engine import unit_of_work
     from hub.order_view import find_order, order_view
     from hub.timeline_view import print_timeline
 

@@ -85,7 +85,7 @@ def build_filter(
 
 
 def failures_table(rows: list[object], *, title: str) -> Table:
-    from hub.models import Failure
+    from hub.db.models import Failure
 
     table = Table(title=title)
     for column in (
@@ -126,7 +126,7 @@ def list_failures(
     limit: Annotated[int, typer.Option(help="at most this many")] = 200,
 ) -> None:
     """List failures (open ones unless --state says otherwise), oldest first."""
-    from hub.db import unit_of_work
+    from hub.db.engine import unit_of_work
     from hub.replay import find_failures
 
     settings = settings_or_exit()
@@ -144,8 +144,8 @@ def list_failures(
 
 def show_failure(failure_id: Annotated[str, typer.Argument(help="failure id")]) -> None:
     """One failure with its order's whole timeline."""
-    from hub.db import unit_of_work
-    from hub.models import Failure, Order
+    from hub.db.engine import unit_of_work
+    from hub.db.models import Failure, Order
     from hub.order_view import order_view
 
     settings = settings_or_exit()
@@ -197,7 +197,7 @@ def replay(
     reason: Annotated[str, typer.Option(help="why (recorded)")] = "replayed from the CLI",
 ) -> None:
     """Replay failures: by id, by filter, or --all; each resumes its chain at the failed step."""
-    from hub.db import unit_of_work
+    from hub.db.engine import unit_of_work
     from hub.replay import find_failures, replay_one, resolve_many
 
     settings = settings_or_exit()
@@ -267,8 +267,8 @@ def discard(
 
 def breakers() -> None:
     """The breaker of each downstream system, as every worker sees it."""
-    from hub.db import unit_of_work
-    from hub.models import BreakerState
+    from hub.db.engine import unit_of_work
+    from hub.db.models import BreakerState
 
     settings = settings_or_exit()
     require_services(settings, rabbitmq=False)

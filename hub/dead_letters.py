@@ -18,11 +18,11 @@ from kombu.entity import Queue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub import audit
 from hub.core.pipeline import STEPS, step_of_task
-from hub.db import unit_of_work
+from hub.db import audit
+from hub.db.engine import unit_of_work
+from hub.db.models import OutboxMessage, StepOutcome
 from hub.failures import FailureReport, open_failure, record_failure
-from hub.models import OutboxMessage, StepOutcome
 
 log = logging.getLogger("hub.dead_letters")
 

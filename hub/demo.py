@@ -16,10 +16,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import select
 
-from hub import keys, migrate
+from hub import keys
 from hub.core.pipeline import STEPS, SYSTEM_OF_STEP
-from hub.db import unit_of_work
-from hub.models import Order
+from hub.db import migrate
+from hub.db.engine import unit_of_work
+from hub.db.models import Order
 from hub.processes import ROOT, Supervisor, http_ok
 from hub.sandbox_control import Sandboxes
 from hub.services import problems

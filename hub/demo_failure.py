@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import requests
 
 from hub.cli_failures import failures_table
-from hub.db import unit_of_work
-from hub.models import Order
+from hub.db.engine import unit_of_work
+from hub.db.models import Order
 from hub.relay import publish_row_now
 from hub.replay import FailureFilter, find_failures, replay_one, resolve_many
 from hub.sandbox_control import Sandboxes

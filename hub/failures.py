@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub import audit
-from hub.models import Failure, Order, StepOutcome
+from hub.db import audit
+from hub.db.models import Failure, Order, StepOutcome
 
 
 @dataclass(frozen=True)

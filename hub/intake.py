@@ -9,11 +9,11 @@ from decimal import Decimal
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from hub import audit
 from hub.core.pipeline import STEPS
 from hub.core.schemas import OrderIn
-from hub.dialect import insert_for
-from hub.models import Order, OrderLine, OutboxMessage, StepOutcome
+from hub.db import audit
+from hub.db.dialect import insert_for
+from hub.db.models import Order, OrderLine, OutboxMessage, StepOutcome
 
 
 @dataclass(frozen=True)

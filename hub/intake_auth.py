@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from hub import keys
-from hub.db import unit_of_work
+from hub.db.engine import unit_of_work
 from hub.settings import Settings
 
 log = logging.getLogger("hub.intake_auth")

@@ -26,7 +26,7 @@ from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session
 
 from hub.cli_support import err, out, require_services, settings_or_exit
-from hub.models import ApiKey
+from hub.db.models import ApiKey
 
 KEY_FORMAT = re.compile(r"^hub_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 SENDER_FORMAT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -116,7 +116,7 @@ keys_cli = typer.Typer(
 
 @contextmanager
 def _keys_session() -> Iterator[Session]:
-    from hub.db import unit_of_work
+    from hub.db.engine import unit_of_work
 
     require_services(settings_or_exit(), rabbitmq=False)
     try:

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from hub import audit
 from hub.core.pipeline import STEPS
-from hub.models import Order
+from hub.db import audit
+from hub.db.models import Order
 
 
 def find_order(session: Session, ref: str) -> Order | None:

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub import audit
 from hub.core.ports import ChainPublisher, PublishError
-from hub.models import OutboxMessage
+from hub.db import audit
+from hub.db.models import OutboxMessage
 
 
 def publish_pending(

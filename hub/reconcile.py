@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from hub.cli_support import err, out, require_services, settings_or_exit
 from hub.core.pipeline import STEPS, SYSTEM_OF_STEP
-from hub.models import Failure, Order, OutboxMessage, StepOutcome
+from hub.db.models import Failure, Order, OutboxMessage, StepOutcome
 from hub.settings import Settings
 
 # An effect this young whose step is still under way (running, or waiting for a retry after a
@@ -246,7 +246,7 @@ def check(
     grace: float = DEFAULT_GRACE_SECONDS,
 ) -> tuple[list[Discrepancy], dict[str, int]]:
     """Discrepancies and what was checked (orders, steps, effects)."""
-    from hub.db import unit_of_work
+    from hub.db.engine import unit_of_work
 
     effects = load_effects(settings)
     with unit_of_work() as session:

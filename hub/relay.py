@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 
 from hub.core.ports import ChainPublisher
-from hub.db import unit_of_work
+from hub.db.engine import unit_of_work
 from hub.outbox import publish_pending
 
 log = logging.getLogger("hub.relay")

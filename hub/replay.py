@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from hub import audit
-from hub.db import unit_of_work
-from hub.models import Failure, Order, OutboxMessage, StepOutcome
+from hub.db import audit
+from hub.db.engine import unit_of_work
+from hub.db.models import Failure, Order, OutboxMessage, StepOutcome
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from hub import audit
-from hub.db import engine_for
+from hub.db import audit
+from hub.db.engine import engine_for
 from hub.services import PG_START
 from hub.settings import Settings
 from hub.snapshot import LATENCY_BUCKETS, DatabaseFacts, Latency, Unreachable

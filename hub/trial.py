@@ -105,8 +105,8 @@ def make_broker_folders(settings: Settings) -> None:
 
 
 def sqlite_problem(settings: Settings) -> ServiceDown | None:
-    from hub.db import engine_for
-    from hub.trial_db import sqlite_file
+    from hub.db.engine import engine_for
+    from hub.db.sqlite import sqlite_file
 
     path = sqlite_file(settings.database_url)
     where = str(path or settings.database_url)

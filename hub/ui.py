@@ -23,8 +23,8 @@ from starlette.concurrency import run_in_threadpool
 
 from hub.core.pipeline import STEPS
 from hub.core.ports import ChainPublisher
-from hub.db import unit_of_work
-from hub.models import Failure, Order
+from hub.db.engine import unit_of_work
+from hub.db.models import Failure, Order
 from hub.operator_auth import form_token_valid, issue_form_token, operator_dependency, same_origin
 from hub.order_view import find_order, order_view
 from hub.relay import publish_row_now

@@ -91,6 +91,6 @@ app = create_app(get_settings())
 @worker_process_init.connect
 def _fresh_connections_after_fork(**_: Any) -> None:
     # A prefork child must not share its parent's database sockets.
-    from hub.db import get_engine
+    from hub.db.engine import get_engine
 
     get_engine().dispose(close=False)

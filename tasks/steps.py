@@ -13,16 +13,16 @@ from celery.exceptions import Reject
 from sqlalchemy.exc import OperationalError as DatabaseUnavailable
 
 from adapters.clients import downstream_from_settings
-from hub import audit, breaker
 from hub.core.errors import DownstreamError, PermanentError
 from hub.core.pipeline import SYSTEM_OF_STEP, task_name
 from hub.core.retry_policy import backoff_ceiling, next_delay
 from hub.core.steps import OrderNotFound, StepCall, StepFailed, perform
-from hub.db import unit_of_work
+from hub.db import audit, breaker
+from hub.db.engine import unit_of_work
+from hub.db.step_store import SqlStepStore, error_detail
 from hub.failures import FailureReport, record_failure
 from hub.settings import get_settings
 from hub.step_calls import step_calls
-from hub.step_store import SqlStepStore, error_detail
 
 log = logging.getLogger("hub.tasks")
 

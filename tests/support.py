@@ -11,9 +11,10 @@ import pytest
 from kombu.connection import Connection
 from sqlalchemy import text
 
-from hub import keys, migrate
+from hub import keys
 from hub.core.pipeline import STEPS
-from hub.db import get_engine, unit_of_work
+from hub.db import migrate
+from hub.db.engine import get_engine, unit_of_work
 from hub.services import postgres_problem, rabbitmq_problem
 from hub.settings import get_settings
 from tasks.topology import Topology

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.chaos.verdict import judge
     from bench.load import Stream
     from bench.stack import Stack
-    from hub import migrate
+    from hub.db import migrate
     from hub.services import problems
     from hub.settings import get_settings
 

@@ -9,7 +9,7 @@ from rich.table import Table
 from bench.chaos.keeper import Keeper
 from bench.chaos.nemesis import Nemesis
 from bench.chaos.verdict import Verdict
-from hub import audit
+from hub.db import audit
 
 LABELS = {
     "kill_worker": "SIGKILL a worker (main process and pool children)",

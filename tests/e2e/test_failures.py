@@ -13,7 +13,7 @@ from typing import Any
 import requests
 from sqlalchemy import text
 
-from hub.db import get_engine
+from hub.db.engine import get_engine
 from hub.processes import Child
 from hub.settings import get_settings
 from tests import support

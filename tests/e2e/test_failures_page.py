@@ -27,9 +27,9 @@ from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import select
 
 from hub.core.schemas import OrderIn
-from hub.db import unit_of_work
+from hub.db.engine import unit_of_work
+from hub.db.models import Failure, IntegrationEvent
 from hub.intake import accept_order
-from hub.models import Failure, IntegrationEvent
 from hub.processes import ROOT
 from hub.settings import get_settings
 from tests import support

@@ -16,7 +16,7 @@ import pytest
 from kombu import Producer
 from sqlalchemy import text
 
-from hub.db import get_engine
+from hub.db.engine import get_engine
 from hub.settings import get_settings
 from tasks.topology import Topology
 from tests import support

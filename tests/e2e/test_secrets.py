@@ -18,7 +18,7 @@ import requests
 from kombu import Queue
 from sqlalchemy import text
 
-from hub.db import get_engine
+from hub.db.engine import get_engine
 from hub.processes import Child
 from hub.settings import get_settings
 from tasks.topology import Topology

@@ -21,9 +21,10 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub import keys, migrate, trial
-from hub.db import engine_for
-from hub.models import Order
+from hub import keys, trial
+from hub.db import migrate
+from hub.db.engine import engine_for
+from hub.db.models import Order
 from hub.processes import ROOT, Supervisor, http_ok
 from hub.sandbox_control import Sandboxes
 from hub.settings import Settings

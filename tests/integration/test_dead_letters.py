@@ -8,9 +8,9 @@ from sqlalchemy import select
 
 from hub import dead_letters
 from hub.core.schemas import OrderIn
-from hub.db import unit_of_work
+from hub.db.engine import unit_of_work
+from hub.db.models import Failure, IntegrationEvent, OutboxMessage, StepOutcome
 from hub.intake import accept_order
-from hub.models import Failure, IntegrationEvent, OutboxMessage, StepOutcome
 from hub.settings import get_settings
 from tasks.app import app
 from tasks.publish import order_chain

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from sqlalchemy import text
 
 from hub.api import create_api
-from hub.db import get_engine
+from hub.db.engine import get_engine
 from tests import support
 from tests.factories import order_payload
 

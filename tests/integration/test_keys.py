@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 from hub import intake_auth, keys
 from hub.api import create_api
 from hub.cli import cli
-from hub.db import get_engine, unit_of_work
+from hub.db.engine import get_engine, unit_of_work
+from hub.db.models import ApiKey, Order
 from hub.intake_auth import signature
-from hub.models import ApiKey, Order
 from hub.settings import get_settings
 from tests.factories import order_payload
 

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from hub import audit
 from hub.api import create_api
 from hub.core.schemas import OrderIn
-from hub.db import unit_of_work
+from hub.db import audit
+from hub.db.engine import unit_of_work
+from hub.db.models import BreakerState, Failure
 from hub.intake import accept_order
-from hub.models import BreakerState, Failure
 from hub.settings import get_settings
 from tasks.app import create_app
 from tasks.publish import CeleryChainPublisher

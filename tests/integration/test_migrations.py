@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import inspect
 
 from alembic import command
-from hub import migrate
-from hub.db import get_engine
+from hub.db import migrate
+from hub.db.engine import get_engine
 from hub.settings import get_settings
 
 

@@ -10,9 +10,9 @@ import sys
 from sqlalchemy import func, select
 
 from hub.core.schemas import OrderIn
-from hub.db import unit_of_work
+from hub.db.engine import unit_of_work
+from hub.db.models import OutboxMessage
 from hub.intake import accept_order
-from hub.models import OutboxMessage
 from tests import support
 from tests.factories import order_payload
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from hub.cli import cli
 from hub.core.schemas import OrderIn
-from hub.db import unit_of_work
+from hub.db.engine import unit_of_work
 from hub.intake import accept_order
 from hub.settings import get_settings
 from tests.factories import order_payload

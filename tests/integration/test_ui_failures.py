@@ -14,10 +14,10 @@ from sqlalchemy import select
 from hub.api import create_api
 from hub.core.pipeline import STEPS
 from hub.core.schemas import OrderIn
-from hub.db import unit_of_work
+from hub.db.engine import unit_of_work
+from hub.db.models import Failure, IntegrationEvent, Order, OutboxMessage, StepOutcome
 from hub.failures import FailureReport, record_failure
 from hub.intake import accept_order
-from hub.models import Failure, IntegrationEvent, Order, OutboxMessage, StepOutcome
 from hub.operator_auth import issue_form_token
 from hub.settings import get_settings
 from tests import support

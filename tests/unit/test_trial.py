@@ -14,8 +14,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from hub import trial
-from hub.dialect import insert_for
-from hub.models import Order
+from hub.db.dialect import insert_for
+from hub.db.models import Order
 from hub.settings import Settings, SettingsError, get_settings, load_settings
 from hub.trial_transport import Transport
 from tasks.app import celery_config, create_app

@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub import audit, breaker, migrate
 from hub.core.breaker_policy import BreakerPolicy
 from hub.core.errors import TransientError
 from hub.core.schemas import OrderIn
-from hub.db import engine_for
+from hub.db import audit, breaker, migrate
+from hub.db.engine import engine_for
+from hub.db.models import BreakerState, IntegrationEvent, Order
 from hub.intake import accept_order
-from hub.models import BreakerState, IntegrationEvent, Order
 from tests.factories import order_payload
 
 

@@ -8,13 +8,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from hub import audit
 from hub.core.errors import DownstreamError
 from hub.core.pipeline import STEPS
 from hub.core.steps import AlreadyDone, OrderNotFound, OrderSnapshot, Outcome, Started
-from hub.db import unit_of_work
+from hub.db import audit
+from hub.db.engine import unit_of_work
+from hub.db.models import Order, StepOutcome
 from hub.logs import bind_log_context
-from hub.models import Order, StepOutcome
 
 
 def error_detail(error: DownstreamError) -> dict[str, Any]:

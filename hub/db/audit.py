@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub.models import IntegrationEvent
+from hub.db.models import IntegrationEvent
 
 # Event types operators and tools rely on; add, don't rename.
 RECEIVED = "order.received"

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from hub import audit
 from hub.core.breaker_policy import BreakerPolicy
 from hub.core.errors import DownstreamError, TransientError
-from hub.dialect import insert_for
-from hub.models import BreakerState
+from hub.db import audit
+from hub.db.dialect import insert_for
+from hub.db.models import BreakerState
 
 
 @dataclass(frozen=True)

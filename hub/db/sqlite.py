@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.orm import Mapper
 from sqlalchemy.types import DateTime
 
-from hub.models import IntegrationEvent
+from hub.db.models import IntegrationEvent
 
 BUSY_TIMEOUT_S = 30
 _LAST_SEQ = "hub_last_audit_seq"

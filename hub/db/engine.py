@@ -9,14 +9,13 @@ from functools import lru_cache
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub.db.sqlite import sqlite_engine
 from hub.settings import get_settings
 
 
 @lru_cache(maxsize=4)
 def engine_for(url: str) -> Engine:
     if url.startswith("sqlite:"):  # trial mode only (the settings refuse it otherwise)
-        from hub.trial_db import sqlite_engine
-
         return sqlite_engine(url)
     return create_engine(
         url,

@@ -9,8 +9,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from alembic import command
+from hub.db.engine import engine_for
+from hub.db.sqlite import sqlite_file
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def alembic_config(database_url: str) -> Config:
@@ -44,9 +46,6 @@ def ensure_database(database_url: str) -> bool:
 
 def _ensure_sqlite_file(database_url: str) -> bool:
     """Trial mode: the SQLite file (and its folder) come into being on first connect."""
-    from hub.db import engine_for
-    from hub.trial_db import sqlite_file
-
     path = sqlite_file(database_url)
     if path is None or path.exists():
         return False
