@@ -14,10 +14,10 @@ from typing import Any
 
 from celery import Celery, chain
 
+from hub.broker.celery_config import celery_config
+from hub.broker.topology import Topology
 from hub.core.pipeline import STEPS, task_name
 from hub.settings import Settings, get_settings
-from tasks.app import celery_config
-from tasks.topology import Topology
 
 BARE_PREFIX = "hubbare"
 

@@ -7,11 +7,11 @@ import contextlib
 from kombu.connection import Connection
 from sqlalchemy import text
 
+from hub.broker.topology import Topology
 from hub.core.pipeline import STEPS
 from hub.db import migrate
 from hub.db.engine import get_engine
 from hub.settings import get_settings
-from tasks.topology import Topology
 
 
 def fresh_database() -> None:

@@ -57,8 +57,8 @@ def create_api(
 ) -> FastAPI:
     settings = settings or get_settings()
     if publisher is None:
+        from hub.broker.publisher import CeleryChainPublisher
         from tasks.app import app as celery_app
-        from tasks.publish import CeleryChainPublisher
 
         publisher = CeleryChainPublisher(celery_app, timeout=settings.publish_timeout)
     chain_publisher = publisher

@@ -65,11 +65,11 @@ def relay() -> None:
     require_services(settings)
 
     from hub import dead_letters
+    from hub.broker.publisher import CeleryChainPublisher
+    from hub.broker.topology import Topology
     from hub.logs import configure_logging
     from hub.relay import run_relay
     from tasks.app import app as celery_app
-    from tasks.publish import CeleryChainPublisher
-    from tasks.topology import Topology
 
     configure_logging("relay", fmt=settings.log_format, level=settings.log_level)
     stop = stop_on_signals()
@@ -103,10 +103,10 @@ def worker(
     settings = settings_or_exit()  # before tasks.app, which reads the settings on import
     require_services(settings)
 
+    from hub.broker.topology import Topology
     from hub.core.pipeline import STEPS
     from hub.logs import configure_logging
     from tasks.app import app as celery_app
-    from tasks.topology import Topology
 
     json_logs = configure_logging("worker", fmt=settings.log_format, level=settings.log_level)
     queues = ",".join(Topology(settings.queue_prefix).queue_name(step) for step in STEPS)

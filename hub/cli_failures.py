@@ -174,9 +174,9 @@ def _publish(resolution: Resolution) -> None:
     """Publish a replay's outbox row now; if the broker is away the relay does it later."""
     if resolution.outbox_id is None:
         return
+    from hub.broker.publisher import CeleryChainPublisher
     from hub.relay import publish_row_now
     from tasks.app import app as celery_app
-    from tasks.publish import CeleryChainPublisher
 
     settings = settings_or_exit()
     publisher = CeleryChainPublisher(celery_app, timeout=settings.publish_timeout)

@@ -37,9 +37,9 @@ def _wait(order_id: str, wanted: str, *, timeout: float = 60) -> None:
 
 def failure_scene(run: DemoRun) -> list[str]:
     """Out of stock -> failed and listed -> restock -> dry run -> replay -> completed."""
+    from hub.broker.publisher import CeleryChainPublisher
     from hub.demo import sample_order
     from tasks.app import app as celery_app
-    from tasks.publish import CeleryChainPublisher
 
     console = run.console
     sandboxes = Sandboxes.from_settings(run.settings)

@@ -12,11 +12,11 @@ from amqp.exceptions import NotFound
 from kombu.connection import Connection
 from kombu.transport.native_delayed_delivery import MAX_LEVEL, level_name
 
+from hub.broker.topology import Topology
 from hub.core.pipeline import STEPS
 from hub.services import RABBIT_START
 from hub.settings import Settings
 from hub.snapshot import BrokerFacts, Unreachable
-from tasks.topology import Topology
 
 log = logging.getLogger("hub.snapshot")
 

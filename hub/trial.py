@@ -13,66 +13,17 @@ import os
 import shutil
 import socket
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
 from sqlalchemy import text
 
+from hub.broker.filesystem import broker_folders, make_broker_folders, trial_root
 from hub.services import ServiceDown
 from hub.settings import Settings, get_settings
 
-ROOT = Path(__file__).resolve().parent.parent
 DATABASE_FILE = "hub.sqlite3"
 TRIAL_START = "make demo  (it sets trial mode up when no server answers)"
-
-
-@dataclass(frozen=True)
-class BrokerFolders:
-    """Where the filesystem:// broker keeps messages; every process must see the same ones."""
-
-    root: Path
-
-    @property
-    def queue(self) -> Path:
-        return self.root / "queue"
-
-    @property
-    def processed(self) -> Path:
-        return self.root / "processed"
-
-    @property
-    def control(self) -> Path:
-        return self.root / "control"
-
-    def all(self) -> tuple[Path, ...]:
-        return (self.queue, self.processed, self.control)
-
-
-def trial_root(settings: Settings) -> Path:
-    return (ROOT / settings.trial_dir).resolve()  # an absolute trial_dir stays as it is
-
-
-def broker_folders(settings: Settings) -> BrokerFolders:
-    return BrokerFolders(trial_root(settings) / "broker")
-
-
-def transport_options(settings: Settings) -> dict[str, Any]:
-    """kombu filesystem:// options: producers and consumers share one queue folder."""
-    folders = broker_folders(settings)
-    return {
-        "data_folder_in": str(folders.queue),
-        "data_folder_out": str(folders.queue),
-        # A consumer takes a message by renaming its file into this folder: on one file system
-        # that is atomic, so two workers never take the same one (the default, the temp
-        # folder, may be another file system, where the move is a copy).
-        "store_processed": True,
-        "processed_folder": str(folders.processed),
-        "control_folder": str(folders.control),
-        # How often an idle consumer looks for new files; each hop of a chain waits this long.
-        "polling_interval": 0.1,
-    }
 
 
 def trial_environment(settings: Settings) -> dict[str, str]:
@@ -94,11 +45,6 @@ def prepare(settings: Settings) -> None:
         (root / f"{DATABASE_FILE}{suffix}").unlink(missing_ok=True)
     shutil.rmtree(broker_folders(settings).root, ignore_errors=True)
     make_broker_folders(settings)
-
-
-def make_broker_folders(settings: Settings) -> None:
-    for folder in broker_folders(settings).all():
-        folder.mkdir(parents=True, exist_ok=True)
 
 
 # ---- is it there? (hub.services asks these in trial mode) ----------------------------------

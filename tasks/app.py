@@ -7,76 +7,12 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
-from hub.core.pipeline import STEPS, task_name
+from hub.broker.celery_config import celery_config
 from hub.settings import Settings, get_settings
 from tasks import (
     log_context,  # noqa: F401  (connects the worker's logging signals)
     memory,  # noqa: F401  (keeps retry garbage from piling up in workers)
 )
-from tasks.topology import Topology
-
-
-def celery_config(settings: Settings) -> dict[str, Any]:
-    topology = Topology.for_settings(settings)
-    config: dict[str, Any] = {
-        "broker_url": settings.broker_url,
-        "broker_connection_retry_on_startup": True,
-        "broker_connection_timeout": settings.publish_timeout,
-        # Each publish waits for the broker's ack: a message is either in RabbitMQ or an error.
-        "broker_transport_options": {"confirm_publish": True},
-        "task_acks_late": True,
-        # A task that fails unexpectedly is rejected, not acked: RabbitMQ dead-letters it into
-        # the failure queue, where it gets a failure record instead of vanishing.
-        "task_acks_on_failure_or_timeout": False,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        "task_serializer": "json",
-        "result_serializer": "json",
-        "accept_content": ["json"],
-        # A message it cannot decode (a pickle, say) is dead-lettered rather than dropped.
-        "worker_consumer": "tasks.consumer:DeadLetteringConsumer",
-        "event_serializer": "json",
-        # The hub's own tables say where an order is; Celery results would be a second truth.
-        "task_ignore_result": True,
-        "result_backend": None,
-        "task_queues": topology.work_queues(),
-        "task_default_queue": topology.queue_name(STEPS[0]),
-        "task_default_exchange": topology.exchange.name,
-        "task_default_exchange_type": topology.exchange_type,
-        "task_default_routing_key": topology.routing_key(STEPS[0]),
-        "task_create_missing_queues": False,
-        "task_routes": {task_name(step): {"queue": topology.queue_name(step)} for step in STEPS},
-        # Control and event exchanges are global by default: two hubs (or test runs) on one vhost
-        # would then share worker names and Flower would see both.
-        "control_exchange": f"{settings.queue_prefix}.control",
-        "event_exchange": f"{settings.queue_prefix}.events",
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
-        "worker_hijack_root_logger": False,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "broker_native_delayed_delivery_queue_type": "quorum",
-    }
-    if settings.embedded_broker:
-        config.update(_embedded_broker(settings))
-    return config
-
-
-def _embedded_broker(settings: Settings) -> dict[str, Any]:
-    """Trial mode's filesystem:// broker: no publisher confirms, no quorum queues to delay in.
-
-    A countdown retry is then an ETA message that the worker holds in memory until it is due.
-    """
-    from hub.trial import transport_options
-
-    return {
-        # kombu's filesystem transport, writing each message file whole (see the module).
-        "broker_transport": "hub.trial_transport:Transport",
-        "broker_transport_options": transport_options(settings),
-        # Without an asynchronous transport Celery drives a prefork pool from helper threads
-        # that outlive a SIGTERM to the process group (how the demo stops its children) by
-        # seconds, or until killed, losing what the worker held; a thread pool stops at once.
-        "worker_pool": "threads",
-    }
 
 
 def create_app(settings: Settings) -> Celery:

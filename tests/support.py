@@ -12,12 +12,12 @@ from kombu.connection import Connection
 from sqlalchemy import text
 
 from hub import keys
+from hub.broker.topology import Topology
 from hub.core.pipeline import STEPS
 from hub.db import migrate
 from hub.db.engine import get_engine, unit_of_work
 from hub.services import postgres_problem, rabbitmq_problem
 from hub.settings import get_settings
-from tasks.topology import Topology
 
 TABLES = (
     "orders, order_lines, outbox, step_outcomes, integration_events, failures, breakers, api_keys"

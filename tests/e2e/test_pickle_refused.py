@@ -16,9 +16,9 @@ import pytest
 from kombu import Producer
 from sqlalchemy import text
 
+from hub.broker.topology import Topology
 from hub.db.engine import get_engine
 from hub.settings import get_settings
-from tasks.topology import Topology
 from tests import support
 from tests.e2e.conftest import Stack
 

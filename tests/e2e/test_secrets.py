@@ -18,10 +18,10 @@ import requests
 from kombu import Queue
 from sqlalchemy import text
 
+from hub.broker.topology import Topology
 from hub.db.engine import get_engine
 from hub.processes import Child
 from hub.settings import get_settings
-from tasks.topology import Topology
 from tests import support
 from tests.conftest import TEST_ENV
 from tests.e2e.conftest import Stack

@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from hub.api import create_api
+from hub.broker.publisher import CeleryChainPublisher
 from hub.db.engine import unit_of_work
 from hub.db.models import IntegrationEvent, Order, OrderLine, OutboxMessage, StepOutcome
 from hub.settings import get_settings
 from tasks.app import create_app
-from tasks.publish import CeleryChainPublisher
 from tests import support
 from tests.factories import order_payload
 

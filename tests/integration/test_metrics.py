@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub.api import create_api
+from hub.broker.publisher import CeleryChainPublisher
 from hub.core.schemas import OrderIn
 from hub.db import audit
 from hub.db.engine import unit_of_work
@@ -16,7 +17,6 @@ from hub.db.models import BreakerState, Failure
 from hub.intake import accept_order
 from hub.settings import get_settings
 from tasks.app import create_app
-from tasks.publish import CeleryChainPublisher
 from tests.factories import order_payload
 
 DEAD_BROKER = "amqp://guest:guest@127.0.0.1:5999//"  # nothing listens there

@@ -14,11 +14,12 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from hub import trial
+from hub.broker.celery_config import celery_config
+from hub.broker.filesystem import Transport
 from hub.db.dialect import insert_for
 from hub.db.models import Order
 from hub.settings import Settings, SettingsError, get_settings, load_settings
-from hub.trial_transport import Transport
-from tasks.app import celery_config, create_app
+from tasks.app import create_app
 
 CLOSED = "127.0.0.1:1"  # nothing listens there
 
@@ -171,7 +172,7 @@ def test_the_filesystem_broker_gets_plain_queues_and_shared_folders(tmp_path: Pa
     assert config["task_default_exchange_type"] == "direct"
     assert all(not queue.queue_arguments for queue in config["task_queues"])
     assert config["worker_pool"] == "threads"
-    assert config["broker_transport"] == "hub.trial_transport:Transport"
+    assert config["broker_transport"] == "hub.broker.filesystem:Transport"
 
 
 def test_rabbitmq_keeps_quorum_queues_dead_lettering_and_confirms() -> None:
