@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 class AccountingClient(JsonHttpClient):
-    """The accounting platform's invoice API (contracts.md, "Accounting: invoices")."""
+    """The accounting platform's invoice API (docs/architecture.md, "Accounting: invoices")."""
 
     system = "accounting"
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 class ErpClient(JsonHttpClient):
-    """The ERP's inventory API (contracts.md, "ERP: inventory")."""
+    """The ERP's inventory API (docs/architecture.md, "ERP: inventory")."""
 
     system = "erp"
 

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 class WarehouseClient(JsonHttpClient):
-    """The warehouse's fulfillment API (contracts.md, "Warehouse: fulfillment")."""
+    """The warehouse's fulfillment API (docs/architecture.md, "Warehouse: fulfillment")."""
 
     system = "warehouse"
 

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.report import table
     from bench.stack import Stack
     from hub.db import migrate
-    from hub.services import problems
+    from hub.observability.health import problems
     from hub.settings import get_settings
 
     # Wide enough for the tables when the output goes to a file or a CI log, not a terminal.

@@ -12,14 +12,15 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError as DatabaseDown
 from starlette.concurrency import run_in_threadpool
 
-from hub import intake_auth, metrics, ui
+from hub import intake_auth, ui
 from hub.core.ports import ChainPublisher
 from hub.core.schemas import EXTERNAL_ID_PATTERN, IDEMPOTENCY_KEY_PATTERN, OrderIn, order_openapi
 from hub.db.engine import unit_of_work
 from hub.intake import Accepted, accept_order
+from hub.observability import metrics
+from hub.observability.health import postgres_problem, rabbitmq_problem
 from hub.order_view import find_order, order_view
 from hub.relay import publish_row_now
-from hub.services import postgres_problem, rabbitmq_problem
 from hub.settings import Settings, get_settings
 
 log = logging.getLogger("hub.api")

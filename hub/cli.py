@@ -42,8 +42,8 @@ def api() -> None:
     import uvicorn
 
     from hub.api import create_api
-    from hub.logs import configure_logging
-    from hub.request_log import RequestLog
+    from hub.observability.logs import configure_logging
+    from hub.observability.request_log import RequestLog
 
     settings = settings_or_exit()
     require_services(settings)
@@ -67,7 +67,7 @@ def relay() -> None:
     from hub import dead_letters
     from hub.broker.publisher import CeleryChainPublisher
     from hub.broker.topology import Topology
-    from hub.logs import configure_logging
+    from hub.observability.logs import configure_logging
     from hub.relay import run_relay
     from tasks.app import app as celery_app
 
@@ -105,7 +105,7 @@ def worker(
 
     from hub.broker.topology import Topology
     from hub.core.pipeline import STEPS
-    from hub.logs import configure_logging
+    from hub.observability.logs import configure_logging
     from tasks.app import app as celery_app
 
     json_logs = configure_logging("worker", fmt=settings.log_format, level=settings.log_level)

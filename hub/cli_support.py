@@ -27,7 +27,7 @@ def settings_or_exit() -> Settings:
 
 def require_services(settings: Settings, *, postgres: bool = True, rabbitmq: bool = True) -> None:
     """Stop with a message naming each service that does not answer (never a stack trace)."""
-    from hub.services import postgres_problem, rabbitmq_problem
+    from hub.observability.health import postgres_problem, rabbitmq_problem
 
     down = []
     if postgres:

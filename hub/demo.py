@@ -21,9 +21,9 @@ from hub.core.pipeline import STEPS, SYSTEM_OF_STEP
 from hub.db import migrate
 from hub.db.engine import unit_of_work
 from hub.db.models import Order
+from hub.observability.health import problems
 from hub.processes import ROOT, Supervisor, http_ok
 from hub.sandbox_control import Sandboxes
-from hub.services import problems
 from hub.settings import Settings
 
 LOG_DIR = ROOT / "var" / "demo"

@@ -51,7 +51,7 @@ def flower_argv(settings: Settings) -> list[str]:
 def flower() -> None:
     """Flower, the Celery dashboard, on HUB_FLOWER_HOST:HUB_FLOWER_PORT, with basic auth."""
     from hub.cli_support import err, require_services, settings_or_exit
-    from hub.logs import configure_logging
+    from hub.observability.logs import configure_logging
 
     settings = settings_or_exit()
     try:

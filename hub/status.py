@@ -13,13 +13,14 @@ from rich.table import Table
 from rich.text import Text
 
 from hub.core.pipeline import ORDER_STATUSES, SYSTEM_OF_STEP
-from hub.snapshot import BrokerFacts, DatabaseFacts, Snapshot, Unreachable
+from hub.observability.health import ServiceDown
+from hub.observability.snapshot.facts import BrokerFacts, DatabaseFacts, Snapshot
 
 _BREAKER_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
 
 
-def _down(part: Unreachable) -> Text:
-    text = Text(str(part), style="bold red")
+def _down(part: ServiceDown) -> Text:
+    text = Text(part.headline, style="bold red")
     if part.hint:
         text.append(f"\n  {part.hint}", style="red")
     return text
@@ -77,11 +78,11 @@ def _queues(facts: BrokerFacts) -> RenderableType:
     return table
 
 
-def _workers(workers: tuple[str, ...] | Unreachable | None) -> RenderableType:
+def _workers(workers: tuple[str, ...] | ServiceDown | None) -> RenderableType:
     if workers is None:
         return Text("Workers: not asked")
-    if isinstance(workers, Unreachable):
-        return Text(f"Workers: unknown ({workers})", style="bold red")
+    if isinstance(workers, ServiceDown):
+        return Text(f"Workers: unknown ({workers.headline})", style="bold red")
     style = "green" if workers else "bold red"
     names = ", ".join(workers) if workers else "none answered"
     return Text(f"Workers online: {len(workers)} ({names})", style=style)
@@ -98,11 +99,11 @@ def render(snapshot: Snapshot) -> RenderableType:
     ]
     # Queues, failures and breakers side by side, so the whole thing fits one screen.
     side_by_side: list[RenderableType] = []
-    if isinstance(snapshot.database, Unreachable):
+    if isinstance(snapshot.database, ServiceDown):
         parts.append(_down(snapshot.database))
     else:
         parts.append(_orders_and_outbox(snapshot.database))
-    if isinstance(snapshot.broker, Unreachable):
+    if isinstance(snapshot.broker, ServiceDown):
         parts.append(_down(snapshot.broker))
     else:
         side_by_side.append(_queues(snapshot.broker))
@@ -116,7 +117,7 @@ def render(snapshot: Snapshot) -> RenderableType:
 
 def any_down(snapshot: Snapshot) -> bool:
     parts = (snapshot.database, snapshot.broker, snapshot.workers)
-    return any(isinstance(part, Unreachable) for part in parts)
+    return any(isinstance(part, ServiceDown) for part in parts)
 
 
 def watch(
@@ -143,7 +144,7 @@ def status(
 ) -> None:
     """One screen: orders, outbox lag, queues, failures, breakers, workers online."""
     from hub.cli_support import out, settings_or_exit, stop_on_signals
-    from hub.snapshot import take_snapshot
+    from hub.observability.snapshot.take import take_snapshot
 
     settings = settings_or_exit()
     if settings.trial:
@@ -156,8 +157,10 @@ def status(
         )
         raise typer.Exit(2)
 
+    from tasks.app import app as celery_app
+
     def take() -> Snapshot:
-        return take_snapshot(settings, workers=True)
+        return take_snapshot(settings, workers=celery_app)
 
     if watch_:
         watch(take, console=out, interval=interval, stop=stop_on_signals())

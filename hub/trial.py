@@ -16,14 +16,11 @@ from dataclasses import dataclass
 
 from rich.console import Console
 from rich.panel import Panel
-from sqlalchemy import text
 
 from hub.broker.filesystem import broker_folders, make_broker_folders, trial_root
-from hub.services import ServiceDown
 from hub.settings import Settings, get_settings
 
 DATABASE_FILE = "hub.sqlite3"
-TRIAL_START = "make demo  (it sets trial mode up when no server answers)"
 
 
 def trial_environment(settings: Settings) -> dict[str, str]:
@@ -45,35 +42,6 @@ def prepare(settings: Settings) -> None:
         (root / f"{DATABASE_FILE}{suffix}").unlink(missing_ok=True)
     shutil.rmtree(broker_folders(settings).root, ignore_errors=True)
     make_broker_folders(settings)
-
-
-# ---- is it there? (hub.services asks these in trial mode) ----------------------------------
-
-
-def sqlite_problem(settings: Settings) -> ServiceDown | None:
-    from hub.db.engine import engine_for
-    from hub.db.sqlite import sqlite_file
-
-    path = sqlite_file(settings.database_url)
-    where = str(path or settings.database_url)
-    if path is not None and not path.exists():
-        return ServiceDown("SQLite (trial mode)", where, "the file does not exist", TRIAL_START)
-    try:
-        with engine_for(settings.database_url).connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        return ServiceDown("SQLite (trial mode)", where, reason, TRIAL_START)
-    return None
-
-
-def broker_problem(settings: Settings) -> ServiceDown | None:
-    folders = broker_folders(settings)
-    missing = [str(folder) for folder in folders.all() if not os.access(folder, os.W_OK)]
-    if missing:
-        reason = f"no writable folder {', '.join(missing)}"
-        return ServiceDown("filesystem broker (trial mode)", str(folders.root), reason, TRIAL_START)
-    return None
 
 
 # ---- choosing the mode ---------------------------------------------------------------------

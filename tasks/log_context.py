@@ -10,7 +10,12 @@ from typing import Any
 
 from celery.signals import setup_logging, task_postrun, task_prerun
 
-from hub.logs import bind_log_context, clear_log_context, configure_logging, step_task_context
+from hub.observability.logs import (
+    bind_log_context,
+    clear_log_context,
+    configure_logging,
+    step_task_context,
+)
 from hub.settings import get_settings
 
 

@@ -16,7 +16,7 @@ from hub.broker.topology import Topology
 from hub.core.pipeline import STEPS
 from hub.db import migrate
 from hub.db.engine import get_engine, unit_of_work
-from hub.services import postgres_problem, rabbitmq_problem
+from hub.observability.health import postgres_problem, rabbitmq_problem
 from hub.settings import get_settings
 
 TABLES = (

@@ -1,4 +1,7 @@
-"""In-process sandboxes of the ERP, warehouse and accounting systems (contracts.md)."""
+"""In-process sandboxes of the ERP, warehouse and accounting systems.
+
+They serve the contract in docs/architecture.md, "The downstream contract".
+"""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from hub.services import postgres_problem, rabbitmq_problem
+from hub.observability.health import postgres_problem, rabbitmq_problem
 from hub.settings import get_settings
 
 

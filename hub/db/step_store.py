@@ -14,7 +14,7 @@ from hub.core.steps import AlreadyDone, OrderNotFound, OrderSnapshot, Outcome, S
 from hub.db import audit
 from hub.db.engine import unit_of_work
 from hub.db.models import Order, StepOutcome
-from hub.logs import bind_log_context
+from hub.observability.logs import bind_log_context
 
 
 def error_detail(error: DownstreamError) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from hub.observability.snapshot.broker import read_broker
+from hub.observability.snapshot.facts import BrokerFacts
 from hub.settings import get_settings
-from hub.snapshot import BrokerFacts
-from hub.snapshot_broker import read_broker
 
 
 def test_queues_that_do_not_exist_read_as_missing_and_the_rest_still_reads() -> None:

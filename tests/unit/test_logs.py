@@ -16,8 +16,13 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
 import tasks.log_context  # noqa: F401  (connects the signals under test)
-from hub.logs import bind_log_context, configure_logging, log_context, step_task_context
-from hub.request_log import RequestLog, order_in_path
+from hub.observability.logs import (
+    bind_log_context,
+    configure_logging,
+    log_context,
+    step_task_context,
+)
+from hub.observability.request_log import RequestLog, order_in_path
 
 ORDER = "0b6f1a52-8a53-4c1e-9a44-0d7f5d1e2c3b"
 

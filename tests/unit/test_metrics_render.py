@@ -8,14 +8,14 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from hub.metrics import metrics_registry
-from hub.snapshot import (
+from hub.observability.health import ServiceDown
+from hub.observability.metrics import metrics_registry
+from hub.observability.snapshot.facts import (
     LATENCY_BUCKETS,
     BrokerFacts,
     DatabaseFacts,
     Latency,
     Snapshot,
-    Unreachable,
 )
 
 
@@ -99,8 +99,8 @@ def test_broker_facts_become_queue_gauges_and_a_missing_queue_has_no_sample() ->
 
 def test_a_service_down_is_a_zero_up_gauge_and_none_of_its_families() -> None:
     down = snapshot(
-        database=Unreachable("PostgreSQL", "db:5432/hub", "connection refused"),
-        broker=Unreachable("RabbitMQ", "amqp://guest:**@mq:5672//", "connection refused"),
+        database=ServiceDown("PostgreSQL", "db:5432/hub", "connection refused"),
+        broker=ServiceDown("RabbitMQ", "amqp://guest:**@mq:5672//", "connection refused"),
     )
 
     metrics = scrape(down)

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
-from hub.snapshot import BrokerFacts, DatabaseFacts, Snapshot, Unreachable
+from hub.observability.health import ServiceDown
+from hub.observability.snapshot.facts import BrokerFacts, DatabaseFacts, Snapshot
 from hub.status import any_down, render, watch
 
 HEALTHY = Snapshot(
@@ -51,7 +52,7 @@ def test_the_screen_shows_orders_outbox_queues_failures_breakers_and_workers() -
 
 
 def test_a_service_that_is_down_gets_a_line_naming_it_instead_of_its_tables() -> None:
-    rabbit = Unreachable(
+    rabbit = ServiceDown(
         "RabbitMQ", "amqp://guest:**@127.0.0.1:5999//", "Connection refused", "start it with: x"
     )
     down = Snapshot(

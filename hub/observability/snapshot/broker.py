@@ -9,14 +9,15 @@ from __future__ import annotations
 import logging
 
 from amqp.exceptions import NotFound
+from celery import Celery
 from kombu.connection import Connection
 from kombu.transport.native_delayed_delivery import MAX_LEVEL, level_name
 
 from hub.broker.topology import Topology
 from hub.core.pipeline import STEPS
-from hub.services import RABBIT_START
+from hub.observability.health import RABBIT_START, ServiceDown
+from hub.observability.snapshot.facts import BrokerFacts
 from hub.settings import Settings
-from hub.snapshot import BrokerFacts, Unreachable
 
 log = logging.getLogger("hub.snapshot")
 
@@ -43,7 +44,7 @@ def _connection(settings: Settings, timeout: float) -> Connection:
     return Connection(settings.broker_url, connect_timeout=timeout)
 
 
-def read_broker(settings: Settings, *, timeout: float = 3.0) -> BrokerFacts | Unreachable:
+def read_broker(settings: Settings, *, timeout: float = 3.0) -> BrokerFacts | ServiceDown:
     """Depths of our work queues, the failure queue and the delayed-delivery queues."""
     topology = Topology(settings.queue_prefix)
     connection = _connection(settings, timeout)
@@ -56,7 +57,7 @@ def read_broker(settings: Settings, *, timeout: float = 3.0) -> BrokerFacts | Un
     except Exception as exc:  # whatever kombu or the socket raise, the answer is the same
         reason = str(exc) or type(exc).__name__
         log.info("snapshot: RabbitMQ not readable: %s", reason)
-        return Unreachable(
+        return ServiceDown(
             "RabbitMQ", connection.as_uri(), reason, f"start it with: {RABBIT_START}"
         )
     finally:
@@ -69,14 +70,14 @@ def read_broker(settings: Settings, *, timeout: float = 3.0) -> BrokerFacts | Un
     )
 
 
-def read_workers(settings: Settings, *, timeout: float = 1.0) -> tuple[str, ...] | Unreachable:
+def read_workers(
+    settings: Settings, app: Celery, *, timeout: float = 1.0
+) -> tuple[str, ...] | ServiceDown:
     """Node names of the workers that answer within ``timeout`` and consume one of our queues.
 
     Other hubs' workers on the same vhost answer the broadcast too; the queue filter keeps
     them out of our count.
     """
-    from tasks.app import app
-
     ours = {Topology(settings.queue_prefix).queue_name(step) for step in STEPS}
     connection = _connection(settings, timeout)
     try:
@@ -84,7 +85,7 @@ def read_workers(settings: Settings, *, timeout: float = 1.0) -> tuple[str, ...]
         replies = app.control.inspect(timeout=timeout, connection=connection).active_queues()
     except Exception as exc:
         reason = str(exc) or type(exc).__name__
-        return Unreachable(
+        return ServiceDown(
             "RabbitMQ", connection.as_uri(), reason, f"start it with: {RABBIT_START}"
         )
     finally:

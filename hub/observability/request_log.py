@@ -8,7 +8,7 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hub.logs import log_context
+from hub.observability.logs import log_context
 
 _ORDER_PATH = re.compile(
     r"^/orders/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:/|$)"

@@ -20,16 +20,16 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from hub.core.pipeline import FAILURE_KINDS, ORDER_STATUSES, STEPS, SYSTEM_OF_STEP
-from hub.settings import Settings
-from hub.snapshot import (
+from hub.observability.health import ServiceDown
+from hub.observability.snapshot.facts import (
     LATENCY_BUCKETS,
     BrokerFacts,
     DatabaseFacts,
     Latency,
     Snapshot,
-    Unreachable,
-    take_snapshot,
 )
+from hub.observability.snapshot.take import take_snapshot
+from hub.settings import Settings
 
 # Breaker states as numbers, so a graph can show them and an alert can compare them.
 BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
@@ -127,8 +127,8 @@ def broker_metrics(facts: BrokerFacts) -> Iterator[Metric]:
 def snapshot_metrics(snapshot: Snapshot, *, seconds: float) -> Iterator[Metric]:
     """Every family of one snapshot, plus whether each service answered."""
     up = _gauge("hub_dependency_up", "1 if the service answered this scrape, else 0.", ["service"])
-    up.add_metric(["postgresql"], 0 if isinstance(snapshot.database, Unreachable) else 1)
-    up.add_metric(["rabbitmq"], 0 if isinstance(snapshot.broker, Unreachable) else 1)
+    up.add_metric(["postgresql"], 0 if isinstance(snapshot.database, ServiceDown) else 1)
+    up.add_metric(["rabbitmq"], 0 if isinstance(snapshot.broker, ServiceDown) else 1)
     yield up
     took = _gauge("hub_snapshot_duration_seconds", "Time this scrape spent reading the services.")
     took.add_metric([], seconds)

@@ -2,33 +2,19 @@
 
 ``/metrics`` and ``hub status`` both render a ``Snapshot``. Workers are separate processes, so
 the numbers come from where the truth is kept (the hub's tables, the broker's queues), not from
-counters in this process. A service that does not answer makes its part ``Unreachable``; the
+counters in this process. A service that does not answer makes its part ``ServiceDown``; the
 rest of the snapshot is still taken.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
-from hub.settings import Settings
+from hub.observability.health import ServiceDown
 
 # Upper bounds (seconds) of the step latency buckets; the last bucket is +Inf.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-
-@dataclass(frozen=True)
-class Unreachable:
-    """A service the snapshot could not read, where it looked and why."""
-
-    service: str
-    where: str
-    reason: str
-    # What to do about it, e.g. the command that starts the service.
-    hint: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.service} unreachable at {self.where}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -71,27 +57,7 @@ class BrokerFacts:
 class Snapshot:
     taken_at: datetime
     queue_prefix: str
-    database: DatabaseFacts | Unreachable
-    broker: BrokerFacts | Unreachable
+    database: DatabaseFacts | ServiceDown
+    broker: BrokerFacts | ServiceDown
     # Node names of workers consuming our queues; None when not asked (``/metrics``).
-    workers: tuple[str, ...] | Unreachable | None = None
-
-
-def take_snapshot(settings: Settings, *, workers: bool = False, timeout: float = 3.0) -> Snapshot:
-    """Read everything; never raises for a service that is down or unwell."""
-    from hub.snapshot_broker import read_broker, read_workers
-    from hub.snapshot_db import read_database
-
-    database = read_database(settings, timeout=timeout)
-    broker = read_broker(settings, timeout=timeout)
-    seen: tuple[str, ...] | Unreachable | None = None
-    if workers:
-        # Asking workers needs the broker; don't wait on it twice when it is already known down.
-        seen = broker if isinstance(broker, Unreachable) else read_workers(settings, timeout=1.0)
-    return Snapshot(
-        taken_at=datetime.now(UTC),
-        queue_prefix=settings.queue_prefix,
-        database=database,
-        broker=broker,
-        workers=seen,
-    )
+    workers: tuple[str, ...] | ServiceDown | None = None

@@ -12,9 +12,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hub.db import audit
 from hub.db.engine import engine_for
-from hub.services import PG_START
+from hub.observability.health import PG_START, ServiceDown
+from hub.observability.snapshot.facts import LATENCY_BUCKETS, DatabaseFacts, Latency
 from hub.settings import Settings
-from hub.snapshot import LATENCY_BUCKETS, DatabaseFacts, Latency, Unreachable
 
 log = logging.getLogger("hub.snapshot")
 
@@ -51,7 +51,7 @@ def where(settings: Settings) -> str:
     return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database}"
 
 
-def read_database(settings: Settings, *, timeout: float = 3.0) -> DatabaseFacts | Unreachable:
+def read_database(settings: Settings, *, timeout: float = 3.0) -> DatabaseFacts | ServiceDown:
     """Read the database's part of the snapshot, or say why it could not be read."""
     try:
         with engine_for(settings.database_url).connect() as connection, connection.begin():
@@ -67,7 +67,7 @@ def read_database(settings: Settings, *, timeout: float = 3.0) -> DatabaseFacts 
         log.info("snapshot: PostgreSQL not readable: %s", reason)
         missing = "does not exist" in reason  # the database, or a table: not migrated
         hint = "make migrate" if missing else f"start it with: {PG_START}"
-        return Unreachable("PostgreSQL", where(settings), reason, hint)
+        return ServiceDown("PostgreSQL", where(settings), reason, hint)
 
 
 def _facts(connection: Connection) -> DatabaseFacts:

@@ -1,0 +1,120 @@
+"""Is PostgreSQL / RabbitMQ there? Answers that name the service, where we looked and what to do."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from kombu.connection import Connection
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from hub.broker.filesystem import broker_folders
+from hub.db.engine import engine_for
+from hub.db.sqlite import sqlite_file
+from hub.settings import Settings
+
+
+@dataclass(frozen=True)
+class ServiceDown:
+    """A service that does not answer: which, where we looked, why, and what to do about it.
+
+    The one answer of every check (the commands' and the API's health checks, ``hub status``,
+    ``/metrics``).
+    """
+
+    service: str
+    where: str
+    reason: str
+    # What to do about it, e.g. "start it with: <command>".
+    hint: str = ""
+
+    @property
+    def headline(self) -> str:
+        """One line, for a screen that shows the rest of the snapshot beside it."""
+        return f"{self.service} unreachable at {self.where}: {self.reason}"
+
+    def __str__(self) -> str:
+        text = f"{self.service} is not reachable at {self.where}: {self.reason}"
+        return f"{text}\n  {self.hint}" if self.hint else text
+
+
+PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+RABBIT_START = "rabbitmq-server -detached"
+TRIAL_START = "make demo  (it sets trial mode up when no server answers)"
+
+
+def postgres_problem(settings: Settings, *, timeout: float = 3.0) -> ServiceDown | None:
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":  # trial mode
+        return sqlite_problem(settings)
+    where = f"{url.host or 'localhost'}:{url.port or 5432}/{url.database}"
+    engine = create_engine(url, connect_args={"connect_timeout": max(1, int(timeout))})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        if "does not exist" in reason:
+            return ServiceDown(
+                "PostgreSQL", where, reason, "start it with: make migrate  (creates it)"
+            )
+        return ServiceDown(
+            "PostgreSQL", where, reason, f"start it with: {PG_START}  (then: make migrate)"
+        )
+    finally:
+        engine.dispose()
+    return None
+
+
+def rabbitmq_problem(settings: Settings, *, timeout: float = 3.0) -> ServiceDown | None:
+    if settings.embedded_broker:  # trial mode
+        return broker_problem(settings)
+    connection = Connection(settings.broker_url, connect_timeout=timeout)
+    where = connection.as_uri()  # password masked
+    try:
+        connection.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as exc:
+        return ServiceDown(
+            "RabbitMQ", where, str(exc) or type(exc).__name__, f"start it with: {RABBIT_START}"
+        )
+    finally:
+        connection.release()
+    return None
+
+
+def problems(settings: Settings) -> list[ServiceDown]:
+    return [p for p in (postgres_problem(settings), rabbitmq_problem(settings)) if p]
+
+
+# ---- trial mode's embedded parts ------------------------------------------------------------
+
+
+def sqlite_problem(settings: Settings) -> ServiceDown | None:
+    path = sqlite_file(settings.database_url)
+    where = str(path or settings.database_url)
+    if path is not None and not path.exists():
+        return ServiceDown(
+            "SQLite (trial mode)", where, "the file does not exist", f"start it with: {TRIAL_START}"
+        )
+    try:
+        with engine_for(settings.database_url).connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        return ServiceDown("SQLite (trial mode)", where, reason, f"start it with: {TRIAL_START}")
+    return None
+
+
+def broker_problem(settings: Settings) -> ServiceDown | None:
+    folders = broker_folders(settings)
+    missing = [str(folder) for folder in folders.all() if not os.access(folder, os.W_OK)]
+    if missing:
+        reason = f"no writable folder {', '.join(missing)}"
+        return ServiceDown(
+            "filesystem broker (trial mode)",
+            str(folders.root),
+            reason,
+            f"start it with: {TRIAL_START}",
+        )
+    return None
