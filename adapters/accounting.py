@@ -4,28 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from adapters.http import JsonHttpClient
-
-if TYPE_CHECKING:
-    from hub.settings import Settings
 
 
 class AccountingClient(JsonHttpClient):
     """The accounting platform's invoice API (docs/architecture.md, "Accounting: invoices")."""
 
     system = "accounting"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AccountingClient:
-        """Build the client from HUB_ACCOUNTING_* and the HTTP timeouts."""
-        return cls(
-            base_url=settings.accounting_url,
-            token=settings.accounting_token.get_secret_value(),
-            connect_timeout=settings.http_connect_timeout,
-            read_timeout=settings.http_read_timeout,
-        )
 
     def create_invoice(
         self,

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from adapters.http import JsonHttpClient
-
-if TYPE_CHECKING:
-    from hub.settings import Settings
 
 
 class ErpClient(JsonHttpClient):
     """The ERP's inventory API (docs/architecture.md, "ERP: inventory")."""
 
     system = "erp"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ErpClient:
-        """Build the client from HUB_ERP_* and the HTTP timeouts."""
-        return cls(
-            base_url=settings.erp_url,
-            token=settings.erp_token.get_secret_value(),
-            connect_timeout=settings.http_connect_timeout,
-            read_timeout=settings.http_read_timeout,
-        )
 
     def reserve(
         self, *, order_id: str, lines: Sequence[Mapping[str, Any]], idempotency_key: str

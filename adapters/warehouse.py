@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from adapters.http import JsonHttpClient
-
-if TYPE_CHECKING:
-    from hub.settings import Settings
 
 
 class WarehouseClient(JsonHttpClient):
     """The warehouse's fulfillment API (docs/architecture.md, "Warehouse: fulfillment")."""
 
     system = "warehouse"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> WarehouseClient:
-        """Build the client from HUB_WAREHOUSE_* and the HTTP timeouts."""
-        return cls(
-            base_url=settings.warehouse_url,
-            token=settings.warehouse_token.get_secret_value(),
-            connect_timeout=settings.http_connect_timeout,
-            read_timeout=settings.http_read_timeout,
-        )
 
     def create_shipment(
         self,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hub import keys
 from hub.db.engine import unit_of_work
+from hub.services import keys
 from hub.settings import get_settings
 
 

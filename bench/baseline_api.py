@@ -16,14 +16,14 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from adapters.erp import ErpClient
+from hub import bootstrap
 from hub.core.errors import DownstreamError
 from hub.core.schemas import OrderIn
 from hub.settings import Settings, get_settings
 
 
 def create_baseline(settings: Settings) -> FastAPI:
-    erp = ErpClient.from_settings(settings)
+    erp = bootstrap.downstream(settings).erp
     api = FastAPI(title="synchronous baseline")
 
     def reserve(order: OrderIn) -> JSONResponse:

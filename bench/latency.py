@@ -24,7 +24,7 @@ from bench.load import (
     run_open_loop,
 )
 from bench.stack import Stack
-from hub.processes import http_ok
+from hub.demo.processes import http_ok
 
 WARMUP = 20
 

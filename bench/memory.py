@@ -21,7 +21,7 @@ from bench.auth import sender_headers
 from bench.load import new_run_id, order_payload, post_order, run_clients
 from bench.stack import Stack
 from hub.db import audit
-from hub.processes import Child
+from hub.demo.processes import Child
 
 MB = 1024 * 1024
 

@@ -9,8 +9,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hub.processes import Child, StartupError, Supervisor, http_ok
-from hub.sandbox_control import Sandboxes
+from hub.demo.processes import Child, StartupError, Supervisor, http_ok
+from hub.demo.sandboxes import Sandboxes
 from hub.settings import Settings
 
 

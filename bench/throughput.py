@@ -20,7 +20,7 @@ from bench.bare import (
 from bench.load import new_run_id, order_payload, post_order, run_clients
 from bench.stack import Stack
 from hub.core.pipeline import STEPS
-from hub.processes import Child
+from hub.demo.processes import Child
 
 
 @dataclass(frozen=True)

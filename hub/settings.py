@@ -21,7 +21,7 @@ class Settings(BaseSettings):
         env_prefix="HUB_", env_file=".env", env_nested_delimiter="__", extra="ignore", frozen=True
     )
 
-    # Trial mode (`make demo` with no server around, hub/trial.py): only with this set may the
+    # Trial mode (`make demo` with no server around, hub/trial/mode.py): only with this set may the
     # URLs below name the embedded parts (SQLite, kombu's filesystem://), so a production
     # command never falls back to them silently. Declared first: the URL checks read it.
     trial: bool = False

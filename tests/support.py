@@ -11,12 +11,12 @@ import pytest
 from kombu.connection import Connection
 from sqlalchemy import text
 
-from hub import keys
 from hub.broker.topology import Topology
 from hub.core.pipeline import STEPS
 from hub.db import migrate
 from hub.db.engine import get_engine, unit_of_work
 from hub.observability.health import postgres_problem, rabbitmq_problem
+from hub.services import keys
 from hub.settings import get_settings
 
 TABLES = (

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from functools import partial
 
 from bench.stack import Stack
-from hub.processes import Child
+from hub.demo.processes import Child
 
 
 class Keeper:

@@ -25,7 +25,7 @@ from bench import records
 from bench.chaos import services
 from bench.chaos.keeper import Keeper
 from bench.stack import Stack
-from hub.processes import Child
+from hub.demo.processes import Child
 
 PROCESS_FAULTS = ("kill_worker", "kill_pool_child", "kill_relay", "kill_api")
 FLAPS = (

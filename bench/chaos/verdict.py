@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import records, state
-from hub import reconcile
-from hub.reconcile import Discrepancy
+from hub.services import reconcile
+from hub.services.reconcile import Discrepancy
 from hub.settings import get_settings
 
 LOSS = (reconcile.MISSING_EFFECT, reconcile.UNSETTLED, reconcile.UNSENT_OUTBOX)

@@ -1,7 +1,7 @@
 """One step of an order's chain, made idempotent by the hub's own record of its outcome.
 
 The logic here knows nothing of SQL or HTTP: it talks to a ``StepStore`` (our records) and a
-``StepCall`` (the downstream system). Production wires ``hub.step_store.SqlStepStore`` and the
+``StepCall`` (the downstream system). Production wires ``hub.db.step_store.SqlStepStore`` and the
 adapters; unit tests wire fakes of these two ports.
 """
 

@@ -163,7 +163,7 @@ class Failure(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
     step: Mapped[str] = mapped_column(String(32))
-    # one of hub.failures.FAILURE_KINDS
+    # one of hub.core.pipeline.FAILURE_KINDS
     error_kind: Mapped[str] = mapped_column(String(16))
     http_status: Mapped[int | None] = mapped_column(Integer)
     error_code: Mapped[str | None] = mapped_column(String(64))

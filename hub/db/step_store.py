@@ -14,7 +14,6 @@ from hub.core.steps import AlreadyDone, OrderNotFound, OrderSnapshot, Outcome, S
 from hub.db import audit
 from hub.db.engine import unit_of_work
 from hub.db.models import Order, StepOutcome
-from hub.observability.logs import bind_log_context
 
 
 def error_detail(error: DownstreamError) -> dict[str, Any]:
@@ -72,7 +71,6 @@ class SqlStepStore:
                 )
                 return AlreadyDone(Outcome(row.downstream_id or "", dict(row.result or {})))
             row.attempts += 1
-            bind_log_context(attempt=row.attempts)
             row.status = "running"
             if order.status == "received":
                 order.status = "processing"

@@ -1,7 +1,7 @@
 """``GET /metrics``: the hub in Prometheus text format, computed from a snapshot at scrape time.
 
 The workers and the relay are other processes (on other hosts, in production), so nothing is
-counted in this one: each scrape reads PostgreSQL and RabbitMQ (see ``hub.snapshot``).
+counted in this one: each scrape reads PostgreSQL and RabbitMQ (see ``hub.observability.snapshot``).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.processes import Supervisor, http_ok
-from hub.sandbox_control import Sandboxes
+from hub.demo.processes import Supervisor, http_ok
+from hub.demo.sandboxes import Sandboxes
 from hub.settings import get_settings
 from tests import support
 

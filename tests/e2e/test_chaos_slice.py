@@ -22,8 +22,8 @@ import psutil
 from bench import records
 from bench.chaos import services
 from bench.load import post_until_accepted
-from hub import reconcile
-from hub.processes import Child
+from hub.demo.processes import Child
+from hub.services import reconcile
 from hub.settings import get_settings
 from tests import support
 from tests.e2e.conftest import Stack

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.engine import make_url
 
-from hub.processes import http_ok
+from hub.demo.processes import http_ok
 from hub.settings import get_settings
 from tests import support
 

@@ -14,7 +14,7 @@ import requests
 from sqlalchemy import text
 
 from hub.db.engine import get_engine
-from hub.processes import Child
+from hub.demo.processes import Child
 from hub.settings import get_settings
 from tests import support
 from tests.e2e.conftest import Stack

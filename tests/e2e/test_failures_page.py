@@ -29,8 +29,8 @@ from sqlalchemy import select
 from hub.core.schemas import OrderIn
 from hub.db.engine import unit_of_work
 from hub.db.models import Failure, IntegrationEvent
-from hub.intake import accept_order
-from hub.processes import ROOT
+from hub.demo.processes import ROOT
+from hub.services.intake import accept_order
 from hub.settings import get_settings
 from tests import support
 from tests.e2e.conftest import LOGS, Stack

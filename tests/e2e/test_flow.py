@@ -11,7 +11,7 @@ from typing import Any
 import requests
 
 from hub.core.pipeline import STEPS
-from hub.processes import Child
+from hub.demo.processes import Child
 from tests import support
 from tests.e2e.conftest import Stack
 from tests.factories import order_payload

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from hub.processes import Supervisor, http_ok
+from hub.demo.processes import Supervisor, http_ok
 from tests import support
 from tests.conftest import PORT_BASE
 from tests.e2e.conftest import LOGS, Stack

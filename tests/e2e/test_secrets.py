@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from hub.broker.topology import Topology
 from hub.db.engine import get_engine
-from hub.processes import Child
+from hub.demo.processes import Child
 from hub.settings import get_settings
 from tests import support
 from tests.conftest import TEST_ENV

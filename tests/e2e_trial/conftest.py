@@ -21,13 +21,14 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub import keys, trial
 from hub.db import migrate
 from hub.db.engine import engine_for
 from hub.db.models import Order
-from hub.processes import ROOT, Supervisor, http_ok
-from hub.sandbox_control import Sandboxes
+from hub.demo.processes import ROOT, Supervisor, http_ok
+from hub.demo.sandboxes import Sandboxes
+from hub.services import keys
 from hub.settings import Settings
+from hub.trial import mode as trial
 from tests.factories import order_payload
 
 PORT_BASE = int(os.environ.get("HUB_TEST_TRIAL_PORT_BASE", "18950"))

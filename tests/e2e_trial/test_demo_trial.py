@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hub.processes import http_ok
+from hub.demo.processes import http_ok
 from tests.e2e_trial.conftest import PORT_BASE
 
 DEMO_PORT = PORT_BASE + 4

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from hub.processes import http_ok
+from hub.demo.processes import http_ok
 from tests.e2e_trial.conftest import FLOWER_AUTH, FLOWER_PORT, TrialStack, wait_for
 
 FLOWER = f"http://127.0.0.1:{FLOWER_PORT}"

@@ -6,13 +6,13 @@ import uuid
 
 from sqlalchemy import select
 
-from hub import dead_letters
 from hub.broker.publisher import order_chain
 from hub.broker.topology import Topology
 from hub.core.schemas import OrderIn
 from hub.db.engine import unit_of_work
 from hub.db.models import Failure, IntegrationEvent, OutboxMessage, StepOutcome
-from hub.intake import accept_order
+from hub.services import dead_letters
+from hub.services.intake import accept_order
 from hub.settings import get_settings
 from tasks.app import app
 from tests import support

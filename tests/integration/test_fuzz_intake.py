@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy import text
 
-from hub.api import create_api
 from hub.db.engine import get_engine
+from hub.entrypoints.api import create_api
 from tests import support
 from tests.factories import order_payload
 

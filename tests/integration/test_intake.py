@@ -10,12 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from hub.api import create_api
+from hub.bootstrap import create_celery_app
 from hub.broker.publisher import CeleryChainPublisher
 from hub.db.engine import unit_of_work
 from hub.db.models import IntegrationEvent, Order, OrderLine, OutboxMessage, StepOutcome
+from hub.entrypoints.api import create_api
 from hub.settings import get_settings
-from tasks.app import create_app
 from tests import support
 from tests.factories import order_payload
 
@@ -141,7 +141,7 @@ def test_bad_input_is_refused_naming_the_problem_and_nothing_is_stored(
 def test_with_the_broker_down_the_order_is_still_accepted_and_the_relay_publishes_it_later() -> (
     None
 ):
-    dead_broker = create_app(get_settings().model_copy(update={"broker_url": DEAD_BROKER}))
+    dead_broker = create_celery_app(get_settings().model_copy(update={"broker_url": DEAD_BROKER}))
     client = TestClient(
         create_api(publisher=CeleryChainPublisher(dead_broker, timeout=1)),
         headers=support.api_key_headers(),
@@ -156,7 +156,7 @@ def test_with_the_broker_down_the_order_is_still_accepted_and_the_relay_publishe
     assert "RabbitMQ" in (row.last_error or "")
     assert support.queue_depth(support.work_queue_names()[0]) == 0
 
-    from hub.relay import relay_once
+    from hub.services.outbox import relay_once
     from tasks.app import app
 
     assert relay_once(CeleryChainPublisher(app, timeout=2), batch_size=10) == 1

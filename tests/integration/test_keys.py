@@ -18,12 +18,13 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
-from hub import intake_auth, keys
-from hub.api import create_api
-from hub.cli import cli
 from hub.db.engine import get_engine, unit_of_work
 from hub.db.models import ApiKey, Order
-from hub.intake_auth import signature
+from hub.entrypoints import api_auth as intake_auth
+from hub.entrypoints.api import create_api
+from hub.entrypoints.api_auth import signature
+from hub.entrypoints.cli.main import cli
+from hub.services import keys
 from hub.settings import get_settings
 from tests.factories import order_payload
 

@@ -8,15 +8,15 @@ from datetime import UTC, datetime
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from hub.api import create_api
+from hub.bootstrap import create_celery_app
 from hub.broker.publisher import CeleryChainPublisher
 from hub.core.schemas import OrderIn
 from hub.db import audit
 from hub.db.engine import unit_of_work
 from hub.db.models import BreakerState, Failure
-from hub.intake import accept_order
+from hub.entrypoints.api import create_api
+from hub.services.intake import accept_order
 from hub.settings import get_settings
-from tasks.app import create_app
 from tests.factories import order_payload
 
 DEAD_BROKER = "amqp://guest:guest@127.0.0.1:5999//"  # nothing listens there
@@ -49,7 +49,7 @@ def test_metrics_count_orders_latency_retries_outbox_failures_breakers_and_queue
     # two successful ERP calls, a retry, an open failure and an open ERP breaker.
     first, second, third = new_order(), new_order(), new_order()
     settings = get_settings()
-    CeleryChainPublisher(create_app(settings), timeout=5).publish(first, "inventory")
+    CeleryChainPublisher(create_celery_app(settings), timeout=5).publish(first, "inventory")
     with unit_of_work() as session:
         for order_id, ms in ((first, 30.0), (second, 700.0)):
             audit.record(

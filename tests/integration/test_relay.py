@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from hub.core.schemas import OrderIn
 from hub.db.engine import unit_of_work
 from hub.db.models import OutboxMessage
-from hub.intake import accept_order
+from hub.services.intake import accept_order
 from tests import support
 from tests.factories import order_payload
 

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from hub.cli import cli
 from hub.core.schemas import OrderIn
 from hub.db.engine import unit_of_work
-from hub.intake import accept_order
+from hub.entrypoints.cli.main import cli
+from hub.services.intake import accept_order
 from hub.settings import get_settings
 from tests.factories import order_payload
 

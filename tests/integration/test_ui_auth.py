@@ -10,8 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from hub.api import create_api
-from hub.operator_auth import NOT_CONFIGURED, form_token_valid, issue_form_token, parse_basic
+from hub.entrypoints.api import create_api
+from hub.entrypoints.ui.operator_auth import (
+    NOT_CONFIGURED,
+    form_token_valid,
+    issue_form_token,
+    parse_basic,
+)
 from hub.settings import get_settings
 
 PAGES = ("/ui", "/ui/failures", f"/ui/orders/{uuid.uuid4()}")

@@ -11,14 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from hub.api import create_api
 from hub.core.pipeline import STEPS
 from hub.core.schemas import OrderIn
 from hub.db.engine import unit_of_work
 from hub.db.models import Failure, IntegrationEvent, Order, OutboxMessage, StepOutcome
-from hub.failures import FailureReport, record_failure
-from hub.intake import accept_order
-from hub.operator_auth import issue_form_token
+from hub.entrypoints.api import create_api
+from hub.entrypoints.ui.operator_auth import issue_form_token
+from hub.services.failures import FailureReport, record_failure
+from hub.services.intake import accept_order
 from hub.settings import get_settings
 from tests import support
 from tests.factories import order_payload

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from hub.processes import ROOT
+from hub.demo.processes import ROOT
 
 NOWHERE = "127.0.0.1:1"
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"

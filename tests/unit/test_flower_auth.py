@@ -8,8 +8,8 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from hub.cli import cli
-from hub.flower import FlowerAuthMissing, basic_auth, flower_argv
+from hub.entrypoints.cli.flower import FlowerAuthMissing, basic_auth, flower_argv
+from hub.entrypoints.cli.main import cli
 from hub.settings import Settings, SettingsError, get_settings, load_settings
 
 

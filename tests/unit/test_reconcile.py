@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.reconcile import (
+from hub.services.reconcile import (
     DUPLICATE_EFFECT,
     EFFECT_WITHOUT_SUCCESS,
     ID_MISMATCH,

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
+from hub.entrypoints.cli.status import any_down, render, watch
 from hub.observability.health import ServiceDown
 from hub.observability.snapshot.facts import BrokerFacts, DatabaseFacts, Snapshot
-from hub.status import any_down, render, watch
 
 HEALTHY = Snapshot(
     taken_at=datetime(2026, 1, 1, 12, 0, tzinfo=UTC),

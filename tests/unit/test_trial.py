@@ -13,13 +13,13 @@ from rich.console import Console
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from hub import trial
+from hub.bootstrap import create_celery_app
 from hub.broker.celery_config import celery_config
 from hub.broker.filesystem import Transport
 from hub.db.dialect import insert_for
 from hub.db.models import Order
 from hub.settings import Settings, SettingsError, get_settings, load_settings
-from tasks.app import create_app
+from hub.trial import mode as trial
 
 CLOSED = "127.0.0.1:1"  # nothing listens there
 
@@ -192,7 +192,7 @@ def test_a_trial_message_is_only_seen_once_it_is_whole(tmp_path: Path) -> None:
     queue = trial.broker_folders(chosen).queue
     (queue / "1_half-written.q.msg.part").write_text('{"bo')  # another process still writing
 
-    with create_app(chosen).connection_for_write() as connection:
+    with create_celery_app(chosen).connection_for_write() as connection:
         assert isinstance(connection.transport, Transport)
         channel = connection.channel()
         assert channel._size("q") == 0

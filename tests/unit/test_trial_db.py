@@ -16,7 +16,7 @@ from hub.core.schemas import OrderIn
 from hub.db import audit, breaker, migrate
 from hub.db.engine import engine_for
 from hub.db.models import BreakerState, IntegrationEvent, Order
-from hub.intake import accept_order
+from hub.services.intake import accept_order
 from tests.factories import order_payload
 
 

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 from fastapi import Request, Response
 
 from hub.core.pipeline import STEPS
-from hub.replay import FailureFilter
+from hub.services.replay import FailureFilter
 
 ERROR_KINDS = ("permanent", "exhausted", "poison")
 FILTER_FIELDS = ("step", "kind", "code", "since", "until")

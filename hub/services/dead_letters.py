@@ -22,7 +22,7 @@ from hub.core.pipeline import STEPS, step_of_task
 from hub.db import audit
 from hub.db.engine import unit_of_work
 from hub.db.models import OutboxMessage, StepOutcome
-from hub.failures import FailureReport, open_failure, record_failure
+from hub.services.failures import FailureReport, open_failure, record_failure
 
 log = logging.getLogger("hub.dead_letters")
 

@@ -4,15 +4,37 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
+import uvicorn
 
-from hub import cli_failures, keys, reconcile
-from hub import flower as flower_commands
-from hub import status as status_commands
-from hub.cli_support import err, out, require_services, settings_or_exit, stop_on_signals
+from adapters.sandbox import run_sandbox
+from hub import bootstrap
+from hub.broker.topology import Topology
+from hub.core.pipeline import STEPS
+from hub.db import migrate as migrations
+from hub.db.engine import unit_of_work
+from hub.entrypoints.api import create_api
+from hub.entrypoints.cli import failures as cli_failures
+from hub.entrypoints.cli import flower as flower_commands
+from hub.entrypoints.cli import keys, reconcile
+from hub.entrypoints.cli import status as status_commands
+from hub.entrypoints.cli.support import (
+    err,
+    out,
+    require_services,
+    settings_or_exit,
+    stop_on_signals,
+)
+from hub.entrypoints.cli.timeline import print_timeline
+from hub.entrypoints.relay import run_relay
+from hub.observability.logs import configure_logging
+from hub.observability.request_log import RequestLog
+from hub.services import dead_letters
+from hub.services.orders import find_order, order_view
+from tasks.app import app as celery_app
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Order integration hub.")
 
@@ -23,7 +45,6 @@ def migrate(
     down: Annotated[bool, typer.Option("--down", help="downgrade to REVISION")] = False,
 ) -> None:
     """Create the database if needed and bring its schema to REVISION."""
-    from hub.db import migrate as migrations
 
     settings = settings_or_exit()
     with contextlib.suppress(Exception):  # a missing database is made; other problems named below
@@ -39,11 +60,6 @@ def migrate(
 @cli.command()
 def api() -> None:
     """Serve the intake API (HUB_API_HOST:HUB_API_PORT)."""
-    import uvicorn
-
-    from hub.api import create_api
-    from hub.observability.logs import configure_logging
-    from hub.observability.request_log import RequestLog
 
     settings = settings_or_exit()
     require_services(settings)
@@ -61,15 +77,8 @@ def api() -> None:
 @cli.command()
 def relay() -> None:
     """Publish outbox rows the intake's fast path did not, until stopped."""
-    settings = settings_or_exit()  # before tasks.app, which reads the settings on import
+    settings = settings_or_exit()
     require_services(settings)
-
-    from hub import dead_letters
-    from hub.broker.publisher import CeleryChainPublisher
-    from hub.broker.topology import Topology
-    from hub.observability.logs import configure_logging
-    from hub.relay import run_relay
-    from tasks.app import app as celery_app
 
     configure_logging("relay", fmt=settings.log_format, level=settings.log_level)
     stop = stop_on_signals()
@@ -77,7 +86,7 @@ def relay() -> None:
     logging.getLogger("hub.relay").info(
         "relay running (batch %d); Ctrl-C stops it", settings.relay_batch_size
     )
-    with celery_app.connection_for_write() as connection:
+    with bootstrap.celery_app().connection_for_write() as connection:
         topology.declare(connection)
 
         def drain_failures() -> int:
@@ -86,7 +95,7 @@ def relay() -> None:
             return dead_letters.drain(connection, topology.failure_queue())
 
         run_relay(
-            CeleryChainPublisher(celery_app, timeout=settings.publish_timeout),
+            bootstrap.chain_publisher(settings),
             batch_size=settings.relay_batch_size,
             interval=settings.relay_interval,
             stop=stop,
@@ -100,13 +109,8 @@ def worker(
     name: Annotated[str, typer.Option(help="node name")] = "worker",
 ) -> None:
     """A Celery worker consuming the three step queues."""
-    settings = settings_or_exit()  # before tasks.app, which reads the settings on import
+    settings = settings_or_exit()
     require_services(settings)
-
-    from hub.broker.topology import Topology
-    from hub.core.pipeline import STEPS
-    from hub.observability.logs import configure_logging
-    from tasks.app import app as celery_app
 
     json_logs = configure_logging("worker", fmt=settings.log_format, level=settings.log_level)
     queues = ",".join(Topology(settings.queue_prefix).queue_name(step) for step in STEPS)
@@ -131,9 +135,6 @@ def worker(
 @cli.command()
 def sandbox() -> None:
     """Run the sandbox ERP, warehouse and accounting servers on the configured URLs."""
-    from urllib.parse import urlsplit
-
-    from adapters.sandbox import run_sandbox
 
     settings = settings_or_exit()
     ports = [
@@ -154,9 +155,6 @@ def sandbox() -> None:
 @cli.command()
 def timeline(ref: Annotated[str, typer.Argument(help="order id or external id")]) -> None:
     """Show where an order is and how it got there."""
-    from hub.db.engine import unit_of_work
-    from hub.order_view import find_order, order_view
-    from hub.timeline_view import print_timeline
 
     settings = settings_or_exit()
     require_services(settings, rabbitmq=False)
@@ -167,20 +165,6 @@ def timeline(ref: Annotated[str, typer.Argument(help="order id or external id")]
             raise typer.Exit(1)
         view = order_view(session, order)
     print_timeline(view)
-
-
-@cli.command()
-def demo(
-    orders: Annotated[int, typer.Option(help="orders in the batch")] = 100,
-    workers: Annotated[int, typer.Option(help="worker processes (2 pool children each)")] = 2,
-) -> None:
-    """Start everything, push a batch of orders, show them complete; Ctrl-C stops it all."""
-    from hub.demo import run_demo
-    from hub.trial import settings_for_demo
-
-    # Trial mode (SQLite, filesystem://) only here, and only when nothing else is there.
-    settings = settings_for_demo(settings_or_exit(), console=out)
-    raise typer.Exit(run_demo(settings, orders=orders, workers=workers, console=out))
 
 
 @cli.command()
@@ -197,10 +181,3 @@ cli.add_typer(keys.keys_cli, name="keys")
 flower_commands.register(cli)
 status_commands.register(cli)
 reconcile.register(cli)
-
-
-def main() -> None:
-    try:
-        cli()
-    except KeyboardInterrupt:
-        sys.exit(130)

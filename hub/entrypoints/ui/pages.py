@@ -3,7 +3,7 @@
 Flower has no retry button (mher/flower#17); this is the hub's. Server-rendered HTML with
 autoescaping (failure messages come from downstream systems) and no JavaScript, so the
 Content-Security-Policy can forbid scripts outright. Replay and discard go through
-``hub.replay``, the same code as the CLI, and record the operator who clicked.
+``hub.services.replay``, the same code as the CLI, and record the operator who clicked.
 """
 
 from __future__ import annotations
@@ -25,12 +25,7 @@ from hub.core.pipeline import STEPS
 from hub.core.ports import ChainPublisher
 from hub.db.engine import unit_of_work
 from hub.db.models import Failure, Order
-from hub.operator_auth import form_token_valid, issue_form_token, operator_dependency, same_origin
-from hub.order_view import find_order, order_view
-from hub.relay import publish_row_now
-from hub.replay import discard_one, find_failures, replay_one
-from hub.settings import Settings
-from hub.ui_forms import (
+from hub.entrypoints.ui.forms import (
     ERROR_KINDS,
     HOME,
     Filters,
@@ -43,6 +38,16 @@ from hub.ui_forms import (
     set_flash,
     take_flash,
 )
+from hub.entrypoints.ui.operator_auth import (
+    form_token_valid,
+    issue_form_token,
+    operator_dependency,
+    same_origin,
+)
+from hub.services.orders import find_order, order_view
+from hub.services.outbox import publish_row_now
+from hub.services.replay import discard_one, find_failures, replay_one
+from hub.settings import Settings
 
 log = logging.getLogger("hub.ui")
 
@@ -71,7 +76,7 @@ def _moment(value: datetime | None) -> str:
 @lru_cache(maxsize=1)
 def _templates() -> Environment:
     env = Environment(
-        loader=PackageLoader("hub", "templates"),
+        loader=PackageLoader("hub.entrypoints.ui", "templates"),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,

@@ -13,9 +13,22 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from hub.cli_support import err, out, require_services, settings_or_exit
+from hub import bootstrap
 from hub.core.pipeline import FAILURE_KINDS, STEPS
-from hub.replay import FailureFilter, Resolution
+from hub.db.engine import unit_of_work
+from hub.db.models import BreakerState, Failure, Order
+from hub.entrypoints.cli.support import err, out, require_services, settings_or_exit
+from hub.entrypoints.cli.timeline import print_timeline
+from hub.services.orders import order_view
+from hub.services.outbox import publish_row_now
+from hub.services.replay import (
+    FailureFilter,
+    Resolution,
+    discard_one,
+    find_failures,
+    replay_one,
+    resolve_many,
+)
 
 DURATION = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -65,7 +78,6 @@ def build_filter(
     until: str | None,
     state: str = "open",
 ) -> FailureFilter:
-    from hub.core.pipeline import STEPS
 
     if step is not None and step not in STEPS:
         raise typer.BadParameter(f"{step!r} is not one of {', '.join(STEPS)}", param_hint="--step")
@@ -85,7 +97,6 @@ def build_filter(
 
 
 def failures_table(rows: list[object], *, title: str) -> Table:
-    from hub.db.models import Failure
 
     table = Table(title=title)
     for column in (
@@ -126,8 +137,6 @@ def list_failures(
     limit: Annotated[int, typer.Option(help="at most this many")] = 200,
 ) -> None:
     """List failures (open ones unless --state says otherwise), oldest first."""
-    from hub.db.engine import unit_of_work
-    from hub.replay import find_failures
 
     settings = settings_or_exit()
     require_services(settings, rabbitmq=False)
@@ -144,9 +153,6 @@ def list_failures(
 
 def show_failure(failure_id: Annotated[str, typer.Argument(help="failure id")]) -> None:
     """One failure with its order's whole timeline."""
-    from hub.db.engine import unit_of_work
-    from hub.db.models import Failure, Order
-    from hub.order_view import order_view
 
     settings = settings_or_exit()
     require_services(settings, rabbitmq=False)
@@ -165,7 +171,6 @@ def show_failure(failure_id: Annotated[str, typer.Argument(help="failure id")]) 
                 f"{failure.state} by {failure.resolved_by} at {failure.resolved_at}: "
                 f"{failure.resolution_reason}"
             )
-    from hub.timeline_view import print_timeline
 
     print_timeline(view)
 
@@ -174,12 +179,9 @@ def _publish(resolution: Resolution) -> None:
     """Publish a replay's outbox row now; if the broker is away the relay does it later."""
     if resolution.outbox_id is None:
         return
-    from hub.broker.publisher import CeleryChainPublisher
-    from hub.relay import publish_row_now
-    from tasks.app import app as celery_app
 
     settings = settings_or_exit()
-    publisher = CeleryChainPublisher(celery_app, timeout=settings.publish_timeout)
+    publisher = bootstrap.chain_publisher(settings)
     publish_row_now(publisher, resolution.outbox_id)
 
 
@@ -197,8 +199,6 @@ def replay(
     reason: Annotated[str, typer.Option(help="why (recorded)")] = "replayed from the CLI",
 ) -> None:
     """Replay failures: by id, by filter, or --all; each resumes its chain at the failed step."""
-    from hub.db.engine import unit_of_work
-    from hub.replay import find_failures, replay_one, resolve_many
 
     settings = settings_or_exit()
     ids = ids or []
@@ -255,7 +255,6 @@ def discard(
     operator: Annotated[str, typer.Option(help="who discards (recorded)")] = getpass.getuser(),
 ) -> None:
     """Close failures without replaying them; their orders stay failed."""
-    from hub.replay import discard_one, resolve_many
 
     settings = settings_or_exit()
     require_services(settings, rabbitmq=False)
@@ -267,8 +266,6 @@ def discard(
 
 def breakers() -> None:
     """The breaker of each downstream system, as every worker sees it."""
-    from hub.db.engine import unit_of_work
-    from hub.db.models import BreakerState
 
     settings = settings_or_exit()
     require_services(settings, rabbitmq=False)

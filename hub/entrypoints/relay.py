@@ -7,30 +7,9 @@ import threading
 from collections.abc import Callable
 
 from hub.core.ports import ChainPublisher
-from hub.db.engine import unit_of_work
-from hub.outbox import publish_pending
+from hub.services.outbox import relay_once
 
 log = logging.getLogger("hub.relay")
-
-
-def publish_row_now(publisher: ChainPublisher, outbox_id: int) -> bool:
-    """Publish one outbox row at once (intake's fast path, a replay); True if it went out.
-
-    On any failure the row stays unsent and the relay publishes it later.
-    """
-    try:
-        with unit_of_work() as session:
-            return publish_pending(session, publisher, limit=1, ids=[outbox_id]) == 1
-    except Exception:
-        log.warning(
-            "publishing outbox row %s failed; the relay will retry", outbox_id, exc_info=True
-        )
-        return False
-
-
-def relay_once(publisher: ChainPublisher, *, batch_size: int) -> int:
-    with unit_of_work() as session:
-        return publish_pending(session, publisher, limit=batch_size)
 
 
 def run_relay(

@@ -9,6 +9,7 @@ import threading
 import typer
 from rich.console import Console
 
+from hub.observability.health import postgres_problem, rabbitmq_problem
 from hub.settings import Settings, SettingsError, get_settings
 
 # Piped into grep or a file, a table must not fold ids across lines: give it room.
@@ -27,7 +28,6 @@ def settings_or_exit() -> Settings:
 
 def require_services(settings: Settings, *, postgres: bool = True, rabbitmq: bool = True) -> None:
     """Stop with a message naming each service that does not answer (never a stack trace)."""
-    from hub.observability.health import postgres_problem, rabbitmq_problem
 
     down = []
     if postgres:

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from hub.cli_support import out
+from hub.entrypoints.cli.support import out
 
 
 def print_timeline(view: dict[str, Any]) -> None:

@@ -12,9 +12,12 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from hub import bootstrap
 from hub.core.pipeline import ORDER_STATUSES, SYSTEM_OF_STEP
+from hub.entrypoints.cli.support import err, out, settings_or_exit, stop_on_signals
 from hub.observability.health import ServiceDown
 from hub.observability.snapshot.facts import BrokerFacts, DatabaseFacts, Snapshot
+from hub.observability.snapshot.take import take_snapshot
 
 _BREAKER_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
 
@@ -143,13 +146,9 @@ def status(
     interval: Annotated[float, typer.Option(min=0.5, help="seconds between redraws")] = 2.0,
 ) -> None:
     """One screen: orders, outbox lag, queues, failures, breakers, workers online."""
-    from hub.cli_support import out, settings_or_exit, stop_on_signals
-    from hub.observability.snapshot.take import take_snapshot
 
     settings = settings_or_exit()
     if settings.trial:
-        from hub.cli_support import err
-
         # Its numbers come from PostgreSQL's SQL and RabbitMQ's queues, which trial mode lacks.
         err.print(
             "[red]hub status needs PostgreSQL and RabbitMQ; trial mode (HUB_TRIAL) has neither. "
@@ -157,7 +156,7 @@ def status(
         )
         raise typer.Exit(2)
 
-    from tasks.app import app as celery_app
+    celery_app = bootstrap.celery_app()
 
     def take() -> Snapshot:
         return take_snapshot(settings, workers=celery_app)

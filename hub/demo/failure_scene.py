@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING
 
 import requests
 
-from hub.cli_failures import failures_table
+from hub import bootstrap
 from hub.db.engine import unit_of_work
 from hub.db.models import Order
-from hub.relay import publish_row_now
-from hub.replay import FailureFilter, find_failures, replay_one, resolve_many
-from hub.sandbox_control import Sandboxes
-
-if TYPE_CHECKING:
-    from hub.demo import DemoRun
+from hub.demo.context import DemoRun, sample_order
+from hub.demo.sandboxes import Sandboxes
+from hub.entrypoints.cli.failures import failures_table
+from hub.services.outbox import publish_row_now
+from hub.services.replay import FailureFilter, find_failures, replay_one, resolve_many
 
 SCARCE_SKU = "SKU-020"
 
@@ -37,9 +35,6 @@ def _wait(order_id: str, wanted: str, *, timeout: float = 60) -> None:
 
 def failure_scene(run: DemoRun) -> list[str]:
     """Out of stock -> failed and listed -> restock -> dry run -> replay -> completed."""
-    from hub.broker.publisher import CeleryChainPublisher
-    from hub.demo import sample_order
-    from tasks.app import app as celery_app
 
     console = run.console
     sandboxes = Sandboxes.from_settings(run.settings)
@@ -61,7 +56,7 @@ def failure_scene(run: DemoRun) -> list[str]:
     console.print(f"restocking {SCARCE_SKU} in the ERP, then: hub replay <id> (dry run first)")
     sandboxes.set_stock({SCARCE_SKU: 500})
     console.print(failures_table(list(failures), title="hub replay --dry-run: would replay 1"))
-    publisher = CeleryChainPublisher(celery_app, timeout=run.settings.publish_timeout)
+    publisher = bootstrap.chain_publisher(run.settings)
 
     def publish(resolution: object) -> None:
         outbox_id = getattr(resolution, "outbox_id", None)

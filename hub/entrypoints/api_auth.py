@@ -20,8 +20,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from hub import keys
 from hub.db.engine import unit_of_work
+from hub.services import keys
 from hub.settings import Settings
 
 log = logging.getLogger("hub.intake_auth")

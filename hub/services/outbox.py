@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -10,7 +11,10 @@ from sqlalchemy.orm import Session
 
 from hub.core.ports import ChainPublisher, PublishError
 from hub.db import audit
+from hub.db.engine import unit_of_work
 from hub.db.models import OutboxMessage
+
+log = logging.getLogger("hub.relay")
 
 
 def publish_pending(
@@ -48,3 +52,23 @@ def publish_pending(
         )
         sent += 1
     return sent
+
+
+def publish_row_now(publisher: ChainPublisher, outbox_id: int) -> bool:
+    """Publish one outbox row at once (intake's fast path, a replay); True if it went out.
+
+    On any failure the row stays unsent and the relay publishes it later.
+    """
+    try:
+        with unit_of_work() as session:
+            return publish_pending(session, publisher, limit=1, ids=[outbox_id]) == 1
+    except Exception:
+        log.warning(
+            "publishing outbox row %s failed; the relay will retry", outbox_id, exc_info=True
+        )
+        return False
+
+
+def relay_once(publisher: ChainPublisher, *, batch_size: int) -> int:
+    with unit_of_work() as session:
+        return publish_pending(session, publisher, limit=batch_size)

@@ -1,4 +1,4 @@
-"""``hub reconcile``: do the hub's records and the downstream systems' effects agree?
+"""Reconciling (``hub reconcile``): do the hub's records and the downstream systems' effects agree?
 
 The hub's rows (orders, step outcomes with their downstream ids) are compared with what each
 system says it applied, per ``<order id>:<step>`` idempotency key: the sandbox ledgers
@@ -17,15 +17,14 @@ import uuid
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hub.cli_support import err, out, require_services, settings_or_exit
+from adapters.sandbox import SandboxControl
 from hub.core.pipeline import STEPS, SYSTEM_OF_STEP
+from hub.db.engine import unit_of_work
 from hub.db.models import Failure, Order, OutboxMessage, StepOutcome
 from hub.settings import Settings
 
@@ -218,8 +217,6 @@ class LedgerUnavailable(Exception):
 
 
 def load_effects(settings: Settings) -> list[Effect]:
-    from adapters.sandbox import SandboxControl
-
     urls = {
         "erp": settings.erp_url,
         "warehouse": settings.warehouse_url,
@@ -246,8 +243,6 @@ def check(
     grace: float = DEFAULT_GRACE_SECONDS,
 ) -> tuple[list[Discrepancy], dict[str, int]]:
     """Discrepancies and what was checked (orders, steps, effects)."""
-    from hub.db.engine import unit_of_work
-
     effects = load_effects(settings)
     with unit_of_work() as session:
         steps = load_steps(session, only)
@@ -262,54 +257,3 @@ def check(
         "effects": sum(1 for e in effects if only is None or e.order_id in only),
     }
     return found, counted
-
-
-# ---- the command -----------------------------------------------------------------------------
-
-
-def reconcile(
-    order: Annotated[
-        list[str] | None, typer.Option("--order", help="check only this order id (repeatable)")
-    ] = None,
-    settled: Annotated[
-        bool,
-        typer.Option(
-            "--settled",
-            help="also require every order completed or failed with an open failure, "
-            "and no outbox row unsent (for a quiet system)",
-        ),
-    ] = False,
-    grace: Annotated[
-        float,
-        typer.Option(help="seconds an effect of a step still under way counts as in flight"),
-    ] = DEFAULT_GRACE_SECONDS,
-) -> None:
-    """Compare the hub's records with the sandbox ledgers; exit 1 on any disagreement."""
-    settings = settings_or_exit()
-    require_services(settings, rabbitmq=False)
-    try:
-        only = {str(uuid.UUID(value)) for value in order} if order else None
-    except ValueError:
-        raise typer.BadParameter("not an order id", param_hint="--order") from None
-    try:
-        found, counted = check(settings, only=only, settled=settled, grace=grace)
-    except LedgerUnavailable as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    checked = (
-        f"{counted['orders']} orders, {counted['steps_succeeded']} steps succeeded, "
-        f"{counted['effects']} downstream effects"
-    )
-    if not found:
-        out.print(f"[green]records and downstream effects agree[/green]: {checked}")
-        return
-    table = Table("order", "step", "problem", "detail", title=f"{len(found)} disagreement(s)")
-    for item in found:
-        table.add_row(item.order_id, item.step, item.problem, item.detail)
-    out.print(table)
-    err.print(f"[red]{len(found)} disagreement(s)[/red] in {checked}")
-    raise typer.Exit(1)
-
-
-def register(cli: typer.Typer) -> None:
-    cli.command("reconcile")(reconcile)

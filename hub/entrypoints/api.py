@@ -12,15 +12,17 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError as DatabaseDown
 from starlette.concurrency import run_in_threadpool
 
-from hub import intake_auth, ui
+from hub import bootstrap
 from hub.core.ports import ChainPublisher
 from hub.core.schemas import EXTERNAL_ID_PATTERN, IDEMPOTENCY_KEY_PATTERN, OrderIn, order_openapi
 from hub.db.engine import unit_of_work
-from hub.intake import Accepted, accept_order
+from hub.entrypoints import api_auth as intake_auth
+from hub.entrypoints.ui import pages as ui
 from hub.observability import metrics
 from hub.observability.health import postgres_problem, rabbitmq_problem
-from hub.order_view import find_order, order_view
-from hub.relay import publish_row_now
+from hub.services.intake import Accepted, accept_order
+from hub.services.orders import find_order, order_view
+from hub.services.outbox import publish_row_now
 from hub.settings import Settings, get_settings
 
 log = logging.getLogger("hub.api")
@@ -57,12 +59,7 @@ def create_api(
     settings: Settings | None = None, *, publisher: ChainPublisher | None = None
 ) -> FastAPI:
     settings = settings or get_settings()
-    if publisher is None:
-        from hub.broker.publisher import CeleryChainPublisher
-        from tasks.app import app as celery_app
-
-        publisher = CeleryChainPublisher(celery_app, timeout=settings.publish_timeout)
-    chain_publisher = publisher
+    chain_publisher = publisher or bootstrap.chain_publisher(settings)
     api = FastAPI(title="Order integration hub", version="1")
     if not settings.intake_auth:
         log.warning("intake authentication is OFF (HUB_INTAKE_AUTH=false): anyone may post")

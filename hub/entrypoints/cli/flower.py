@@ -11,7 +11,10 @@ import os
 
 import typer
 
+from hub.entrypoints.cli.support import err, require_services, settings_or_exit
+from hub.observability.logs import configure_logging
 from hub.settings import Settings
+from tasks.app import app
 
 AUTH_VARIABLE = "FLOWER_BASIC_AUTH"
 
@@ -50,8 +53,6 @@ def flower_argv(settings: Settings) -> list[str]:
 
 def flower() -> None:
     """Flower, the Celery dashboard, on HUB_FLOWER_HOST:HUB_FLOWER_PORT, with basic auth."""
-    from hub.cli_support import err, require_services, settings_or_exit
-    from hub.observability.logs import configure_logging
 
     settings = settings_or_exit()
     try:
@@ -66,8 +67,6 @@ def flower() -> None:
         err.print("[yellow]Flower runs WITHOUT authentication (HUB_FLOWER_OPEN=true)[/yellow]")
     else:
         os.environ[AUTH_VARIABLE] = auth
-
-    from tasks.app import app
 
     raise typer.Exit(app.start(argv=flower_argv(settings)) or 0)
 

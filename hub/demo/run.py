@@ -8,7 +8,6 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import requests
 from rich.console import Console
@@ -16,58 +15,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import select
 
-from hub import keys
 from hub.core.pipeline import STEPS, SYSTEM_OF_STEP
 from hub.db import migrate
 from hub.db.engine import unit_of_work
 from hub.db.models import Order
+from hub.demo.context import DemoRun, sample_order
+from hub.demo.failure_scene import failure_scene
+from hub.demo.processes import ROOT, Supervisor, http_ok
+from hub.demo.sandboxes import Sandboxes
 from hub.observability.health import problems
-from hub.processes import ROOT, Supervisor, http_ok
-from hub.sandbox_control import Sandboxes
+from hub.services import keys
 from hub.settings import Settings
 
 LOG_DIR = ROOT / "var" / "demo"
-SKUS = [f"SKU-{n:03d}" for n in range(1, 11)]
-
-
-@dataclass(frozen=True)
-class DemoRun:
-    settings: Settings
-    console: Console
-    run_id: str
-    # The demo's own intake key ("demo" sender), made at start and revoked at the end.
-    api_key: str = field(default="", repr=False)
-
-    @property
-    def api_url(self) -> str:
-        return f"http://{self.settings.api_host}:{self.settings.api_port}"
-
-    @property
-    def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"}
-
-
-def sample_order(run: DemoRun, n: int, *, sku: str | None = None) -> dict[str, object]:
-    return {
-        "external_id": f"DEMO-{run.run_id}-{n:04d}",
-        "customer": {
-            "id": f"C-{n % 37:03d}",
-            "name": f"Customer {n}",
-            "email": f"customer{n}@example.com",
-        },
-        "ship_to": {
-            "name": f"Customer {n}",
-            "line1": f"{n} Demo Street",
-            "city": "Lyon",
-            "postal_code": "69001",
-            "country": "FR",
-        },
-        "currency": "EUR",
-        "lines": [
-            {"sku": sku or SKUS[n % len(SKUS)], "qty": 1 + n % 3, "unit_price": "12.50"},
-            {"sku": SKUS[(n + 3) % len(SKUS)], "qty": 1, "unit_price": "3.99"},
-        ],
-    }
 
 
 def statuses(order_ids: list[str]) -> Counter[str]:
@@ -192,7 +152,6 @@ def run_demo(settings: Settings, *, orders: int, workers: int, console: Console)
         start_stack(run, supervisor, workers=workers)
         order_ids = post_batch(run, orders)
         wait_for(run, order_ids, until="completed")
-        from hub.demo_failure import failure_scene
 
         replayed = failure_scene(run)
         ok = summary(run, order_ids + replayed)

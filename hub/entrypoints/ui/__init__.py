@@ -1,0 +1,1 @@
+"""The failures page: pages, what it reads from a request, and operator authentication."""

@@ -1,0 +1,1 @@
+"""Trial mode: ``make demo`` on SQLite and filesystem:// when no server answers."""
