@@ -37,6 +37,7 @@ browser: ## install chromium and chromium-driver (apt-get) if either is missing
 lint: venv
 	$(VENV)/bin/ruff check hub tasks adapters tests bench
 	$(VENV)/bin/ruff format --check hub tasks adapters tests bench
+	$(VENV)/bin/lint-imports
 
 typecheck: venv
 	$(VENV)/bin/mypy
