@@ -366,3 +366,13 @@ def test_after_an_action_the_page_never_redirects_off_the_failures_pages(
     )
 
     assert response.headers["location"] == "/ui/failures"
+
+
+def test_crashed_failures_can_be_listed_on_their_own(client: TestClient) -> None:
+    make_failure()
+    crashed = make_failure(step="invoice", kind="crashed", http_status=None, code=None)
+
+    response = client.get("/ui/failures", params={"kind": "crashed"})
+
+    assert response.status_code == 200, response.text
+    assert listed_ids(response.text) == {str(crashed.id)}

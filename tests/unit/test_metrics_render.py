@@ -8,6 +8,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from hub.core.pipeline import FAILURE_KINDS, STEPS
 from hub.observability.health import ServiceDown
 from hub.observability.metrics import metrics_registry
 from hub.observability.snapshot.facts import (
@@ -109,3 +110,12 @@ def test_a_service_down_is_a_zero_up_gauge_and_none_of_its_families() -> None:
     assert metrics[("hub_dependency_up", (("service", "rabbitmq"),))] == 0
     names = {name for name, _ in metrics}
     assert names == {"hub_dependency_up", "hub_snapshot_duration_seconds"}
+
+
+def test_every_failure_kind_is_seeded_at_zero_crashed_included() -> None:
+    metrics = scrape(snapshot())
+
+    for step in STEPS:
+        for kind in FAILURE_KINDS:
+            assert metrics[("hub_failures_open", (("kind", kind), ("step", step)))] == 0
+    assert ("hub_failures_open", (("kind", "crashed"), ("step", "inventory"))) in metrics

@@ -12,10 +12,9 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from fastapi import Request, Response
 
-from hub.core.pipeline import STEPS
+from hub.core.pipeline import FAILURE_KINDS, STEPS
 from hub.services.replay import FailureFilter
 
-ERROR_KINDS = ("permanent", "exhausted", "poison")
 FILTER_FIELDS = ("step", "kind", "code", "since", "until")
 MAX_FORM_BYTES = 16 * 1024
 MAX_FORM_FIELDS = 16
@@ -57,8 +56,8 @@ def read_filters(params: Mapping[str, str]) -> Filters:
     problems = []
     if values["step"] and values["step"] not in STEPS:
         problems.append(f"step must be one of {', '.join(STEPS)}")
-    if values["kind"] and values["kind"] not in ERROR_KINDS:
-        problems.append(f"error kind must be one of {', '.join(ERROR_KINDS)}")
+    if values["kind"] and values["kind"] not in FAILURE_KINDS:
+        problems.append(f"error kind must be one of {', '.join(FAILURE_KINDS)}")
     moments: dict[str, datetime | None] = {}
     for name in ("since", "until"):
         try:

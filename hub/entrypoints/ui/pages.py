@@ -21,12 +21,11 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from hub.core.pipeline import STEPS
+from hub.core.pipeline import FAILURE_KINDS, STEPS
 from hub.core.ports import ChainPublisher
 from hub.db.engine import unit_of_work
 from hub.db.models import Failure, Order
 from hub.entrypoints.ui.forms import (
-    ERROR_KINDS,
     HOME,
     Filters,
     Flash,
@@ -213,7 +212,7 @@ def build_router(settings: Settings, publisher: ChainPublisher) -> APIRouter:
             operator=operator,
             filters=filters,
             steps=STEPS,
-            kinds=ERROR_KINDS,
+            kinds=FAILURE_KINDS,
             failures=failures,
             externals=externals,
             truncated=truncated,
