@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
 .PHONY: help venv browser demo test lint typecheck migrate api worker relay sandbox flower failures replay \
-        status timeline bench chaos reconcile clean
+        status timeline bench docs-figures chaos reconcile clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -83,8 +83,13 @@ breakers: venv ## the shared breaker of each downstream system
 
 # The bench and the chaos suite start a stack of their own (database hub_bench / hub_chaos,
 # queue prefix hubbench / hubchaos, ports 18500-18504 / 18510-18513) beside anything running.
-bench: venv ## throughput, intake latency, outage recovery, memory: one table (a few minutes)
+bench: venv ## throughput, intake latency, outage recovery, memory: one table (writes var/bench only)
 	$(PY) -m bench $(ARGS)
+
+# Runs write under var/ only; the figures in docs/ change only when asked for, here.
+docs-figures: venv ## refresh docs/outage.png from the last make bench (runs the outage figure if none)
+	@test -f var/bench/outage.png || $(PY) -m bench --only outage
+	cp var/bench/outage.png docs/outage.png
 
 chaos: venv ## orders under kills, broker and database restarts, flaps; then the exactly-once check
 	$(PY) -m bench.chaos $(ARGS)

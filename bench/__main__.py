@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--retry-after", type=int, default=60, help="d: the ERP's Retry-After")
     parser.add_argument("--out", type=Path, default=Path("var/bench"), help="results directory")
     parser.add_argument(
-        "--chart", type=Path, default=Path("docs/outage.png"), help="also write the chart here"
+        "--chart", type=Path, default=None, help="also write the chart here (make docs-figures)"
     )
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(FIGURES)
@@ -139,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     console.print(table(results))
     if "outage" in results:
-        outage_chart(results["outage"], [args.out / "outage.png", args.chart])
-        console.print(f"chart of the outage run: {args.out / 'outage.png'} and {args.chart}")
+        charts = [args.out / "outage.png", *([args.chart] if args.chart else [])]
+        outage_chart(results["outage"], charts)
+        console.print(f"chart of the outage run: {' and '.join(map(str, charts))}")
     console.print(f"results: {args.out / 'results.json'} ({results['seconds']} s in all)")
     return 0
 
