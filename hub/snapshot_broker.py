@@ -12,7 +12,7 @@ from amqp.exceptions import NotFound
 from kombu.connection import Connection
 from kombu.transport.native_delayed_delivery import MAX_LEVEL, level_name
 
-from hub.services import RABBIT_START
+from hub.services import RABBIT_START, broker_where, ensure_any_node
 from hub.settings import STEPS, Settings
 from hub.snapshot import BrokerFacts, Unreachable
 from tasks.topology import Topology
@@ -47,7 +47,7 @@ def read_broker(settings: Settings, *, timeout: float = 3.0) -> BrokerFacts | Un
     topology = Topology(settings.queue_prefix)
     connection = _connection(settings, timeout)
     try:
-        connection.ensure_connection(max_retries=1, timeout=timeout)
+        ensure_any_node(connection, timeout=timeout)
         depths = _Depths(connection)
         work = {topology.queue_name(step): depths.of(topology.queue_name(step)) for step in STEPS}
         failure = depths.of(topology.failure_queue_name)
@@ -56,7 +56,7 @@ def read_broker(settings: Settings, *, timeout: float = 3.0) -> BrokerFacts | Un
         reason = str(exc) or type(exc).__name__
         log.info("snapshot: RabbitMQ not readable: %s", reason)
         return Unreachable(
-            "RabbitMQ", connection.as_uri(), reason, f"start it with: {RABBIT_START}"
+            "RabbitMQ", broker_where(settings.broker_url), reason, f"start it with: {RABBIT_START}"
         )
     finally:
         connection.release()
@@ -79,12 +79,12 @@ def read_workers(settings: Settings, *, timeout: float = 1.0) -> tuple[str, ...]
     ours = {Topology(settings.queue_prefix).queue_name(step) for step in STEPS}
     connection = _connection(settings, timeout)
     try:
-        connection.ensure_connection(max_retries=1, timeout=timeout)
+        ensure_any_node(connection, timeout=timeout)
         replies = app.control.inspect(timeout=timeout, connection=connection).active_queues()
     except Exception as exc:
         reason = str(exc) or type(exc).__name__
         return Unreachable(
-            "RabbitMQ", connection.as_uri(), reason, f"start it with: {RABBIT_START}"
+            "RabbitMQ", broker_where(settings.broker_url), reason, f"start it with: {RABBIT_START}"
         )
     finally:
         connection.release()
