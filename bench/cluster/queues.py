@@ -15,6 +15,7 @@ class QueueInfo:
     type: str
     leader: str  # node name; empty for a classic queue
     members: tuple[str, ...]  # the nodes holding a replica
+    messages: int = 0  # ready and unacknowledged
 
 
 def list_queues(cluster: Cluster, *, vhost: str = "/") -> list[QueueInfo]:
@@ -28,6 +29,7 @@ def list_queues(cluster: Cluster, *, vhost: str = "/") -> list[QueueInfo]:
         "type",
         "leader",
         "members",
+        "messages",
         "--formatter",
         "json",
         "-q",
@@ -42,6 +44,7 @@ def list_queues(cluster: Cluster, *, vhost: str = "/") -> list[QueueInfo]:
             type=str(row.get("type", "")),
             leader=str(row.get("leader") or ""),
             members=tuple(sorted(row.get("members") or [])),
+            messages=int(row.get("messages") or 0),
         )
         for row in rows
     ]
