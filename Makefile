@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
 .PHONY: help venv browser demo test lint typecheck migrate api worker relay sandbox flower failures replay \
-        status timeline bench docs-figures chaos reconcile clean
+        status timeline bench docs-figures chaos reconcile clean \
+        cluster-up cluster-down cluster-status cluster-chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -93,6 +94,20 @@ docs-figures: venv ## refresh docs/outage.png from the last make bench (runs the
 
 chaos: venv ## orders under kills, broker and database restarts, flaps; then the exactly-once check
 	$(PY) -m bench.chaos $(ARGS)
+
+# A local 3-node RabbitMQ cluster (hubc1..3@localhost, AMQP 127.0.0.1:5701-5703, data and logs
+# in var/cluster/) beside the machine's own node, which it leaves alone. docs/cluster.md.
+cluster-up: venv ## start a local 3-node RabbitMQ cluster (prints its failover HUB_BROKER_URL)
+	$(PY) -m bench.cluster up
+
+cluster-down: venv ## stop the nodes cluster-up started
+	$(PY) -m bench.cluster down
+
+cluster-status: venv ## each node of the local cluster, and every queue's leader and replicas
+	$(PY) -m bench.cluster status && $(PY) -m bench.cluster queues
+
+cluster-chaos: venv ## orders while cluster nodes are killed and stopped; then the exactly-once check
+	$(PY) -m bench.cluster_chaos $(ARGS)
 
 reconcile: venv ## the hub's records against the sandbox ledgers; exit 1 on any disagreement
 	$(HUB) reconcile $(if $(SETTLED),--settled) $(ARGS)

@@ -104,8 +104,12 @@ class Settings(BaseSettings):
             if not info.data.get("trial"):
                 raise ValueError("filesystem:// is for trial mode only (HUB_TRIAL=true)")
             return url
-        if not url.startswith(("amqp://", "pyamqp://", "amqps://")):
-            raise ValueError("must be an amqp:// URL of a RabbitMQ broker")
+        # Several nodes of a cluster may be given as kombu's failover list, "amqp://a;amqp://b".
+        for part in url.split(";"):
+            if not part.strip().startswith(("amqp://", "pyamqp://", "amqps://")):
+                raise ValueError(
+                    "must be an amqp:// URL of a RabbitMQ broker, or several separated by ';'"
+                )
         return url
 
     @property

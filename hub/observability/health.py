@@ -71,9 +71,9 @@ def rabbitmq_problem(settings: Settings, *, timeout: float = 3.0) -> ServiceDown
     if settings.embedded_broker:  # trial mode
         return broker_problem(settings)
     connection = Connection(settings.broker_url, connect_timeout=timeout)
-    where = connection.as_uri()  # password masked
+    where = broker_where(settings.broker_url)
     try:
-        connection.ensure_connection(max_retries=1, timeout=timeout)
+        ensure_any_node(connection, timeout=timeout)
     except Exception as exc:
         return ServiceDown(
             "RabbitMQ", where, str(exc) or type(exc).__name__, f"start it with: {RABBIT_START}"
@@ -81,6 +81,21 @@ def rabbitmq_problem(settings: Settings, *, timeout: float = 3.0) -> ServiceDown
     finally:
         connection.release()
     return None
+
+
+def broker_where(url: str) -> str:
+    """Every node of a (failover) broker URL, passwords masked: where we looked."""
+    return "; ".join(Connection(part).as_uri() for part in url.split(";") if part.strip())
+
+
+def ensure_any_node(connection: Connection, *, timeout: float) -> None:
+    """Connect to the first node of the failover list that answers.
+
+    kombu moves to the next URL of the list after each failed attempt, so a list of n nodes
+    needs n retries for every node to be tried (a single URL keeps its one retry).
+    """
+    nodes = max(1, len(connection.alt))
+    connection.ensure_connection(max_retries=nodes, timeout=timeout * nodes)
 
 
 def problems(settings: Settings) -> list[ServiceDown]:

@@ -22,7 +22,12 @@ COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 @pytest.fixture(scope="module")
 def services() -> dict[str, Any]:
     document = yaml.safe_load(COMPOSE.read_text())
-    found: dict[str, Any] = document["services"]
+    # The default stack; services of a profile (`cluster`) are checked in test_compose_cluster.
+    found: dict[str, Any] = {
+        name: service
+        for name, service in document["services"].items()
+        if not service.get("profiles")
+    }
     assert set(found) == {"rabbitmq", "postgres"}
     assert set(document["volumes"]) >= {"rabbitmq-data", "postgres-data"}
     return found

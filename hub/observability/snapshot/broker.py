@@ -15,7 +15,7 @@ from kombu.transport.native_delayed_delivery import MAX_LEVEL, level_name
 
 from hub.broker.topology import Topology
 from hub.core.pipeline import STEPS
-from hub.observability.health import RABBIT_START, ServiceDown
+from hub.observability.health import RABBIT_START, ServiceDown, broker_where, ensure_any_node
 from hub.observability.snapshot.facts import BrokerFacts
 from hub.settings import Settings
 
@@ -49,7 +49,7 @@ def read_broker(settings: Settings, *, timeout: float = 3.0) -> BrokerFacts | Se
     topology = Topology(settings.queue_prefix)
     connection = _connection(settings, timeout)
     try:
-        connection.ensure_connection(max_retries=1, timeout=timeout)
+        ensure_any_node(connection, timeout=timeout)
         depths = _Depths(connection)
         work = {topology.queue_name(step): depths.of(topology.queue_name(step)) for step in STEPS}
         failure = depths.of(topology.failure_queue_name)
@@ -58,7 +58,7 @@ def read_broker(settings: Settings, *, timeout: float = 3.0) -> BrokerFacts | Se
         reason = str(exc) or type(exc).__name__
         log.info("snapshot: RabbitMQ not readable: %s", reason)
         return ServiceDown(
-            "RabbitMQ", connection.as_uri(), reason, f"start it with: {RABBIT_START}"
+            "RabbitMQ", broker_where(settings.broker_url), reason, f"start it with: {RABBIT_START}"
         )
     finally:
         connection.release()
@@ -81,12 +81,12 @@ def read_workers(
     ours = {Topology(settings.queue_prefix).queue_name(step) for step in STEPS}
     connection = _connection(settings, timeout)
     try:
-        connection.ensure_connection(max_retries=1, timeout=timeout)
+        ensure_any_node(connection, timeout=timeout)
         replies = app.control.inspect(timeout=timeout, connection=connection).active_queues()
     except Exception as exc:
         reason = str(exc) or type(exc).__name__
         return ServiceDown(
-            "RabbitMQ", connection.as_uri(), reason, f"start it with: {RABBIT_START}"
+            "RabbitMQ", broker_where(settings.broker_url), reason, f"start it with: {RABBIT_START}"
         )
     finally:
         connection.release()
