@@ -47,7 +47,7 @@ class Service:
             return self._admin(method, path, body)
         self.ledger.count_call()
         # Faults come first: a broken system applies nothing, whoever asks.
-        failure = self.faults.strike()
+        failure = self.faults.strike(idempotency_key)
         if failure is not None:
             return failure
         if not self._authorized(authorization):

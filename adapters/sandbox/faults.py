@@ -6,12 +6,13 @@ import random
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
+from email.utils import formatdate
 from typing import Any
 
 from adapters.sandbox.checks import invalid
 from adapters.sandbox.protocol import Reply
 
-BODY_KINDS = ("json", "html", "empty")
+BODY_KINDS = ("json", "html", "empty", "reset")
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,14 @@ class Faults:
     down: bool = False
     retry_after: int | None = None
     fail_next: int = 0
-    # How an injected failure looks: our JSON, a proxy's HTML page, or nothing at all.
+    # How an injected failure looks: our JSON, a proxy's HTML page, an empty body, or no answer
+    # at all (the connection reset, as a crashed proxy or a load balancer does).
     body: str = "json"
+    # The first call of each Idempotency-Key fails and its repeat goes through: a cold cache or
+    # a proxy that drops the first request of a connection, half the calls failing for good.
+    first_call_fails: bool = False
+    # Retry-After as an HTTP date (retry_after seconds ahead) instead of a number of seconds.
+    retry_after_date: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The settings as sent to and shown by /_faults."""
@@ -46,9 +53,7 @@ def parse_faults(payload: Any) -> Faults:
     retry_after = payload.get("retry_after")
     if retry_after is not None:
         retry_after = _int(payload, "retry_after", 0, low=0, high=86_400)
-    down = payload.get("down", False)
-    if not isinstance(down, bool):
-        raise invalid("down must be true or false")
+    down = _bool(payload, "down")
     body = payload.get("body", "json")
     if body not in BODY_KINDS:
         raise invalid(f"body must be one of {', '.join(BODY_KINDS)}")
@@ -60,7 +65,16 @@ def parse_faults(payload: Any) -> Faults:
         retry_after=retry_after,
         fail_next=_int(payload, "fail_next", 0, low=0, high=1_000_000),
         body=body,
+        first_call_fails=_bool(payload, "first_call_fails"),
+        retry_after_date=_bool(payload, "retry_after_date"),
     )
+
+
+def _bool(payload: dict[str, Any], field: str) -> bool:
+    value = payload.get(field, False)
+    if not isinstance(value, bool):
+        raise invalid(f"{field} must be true or false")
+    return value
 
 
 def _int(payload: dict[str, Any], field: str, default: int, *, low: int, high: int) -> int:
@@ -78,6 +92,8 @@ class FaultSwitch:
         self._faults = Faults()
         self._lock = threading.Lock()
         self._rng = rng or random.Random()
+        # Keys already called once, for first_call_fails (forgotten when the faults change).
+        self._seen: set[str] = set()
 
     def current(self) -> Faults:
         """The faults in force (fail_next counts down as failures are served)."""
@@ -87,13 +103,14 @@ class FaultSwitch:
         """Replace the faults in force."""
         with self._lock:
             self._faults = faults
+            self._seen.clear()
         return faults
 
     def clear(self) -> Faults:
         """Break nothing any more."""
         return self.set(Faults())
 
-    def strike(self) -> Reply | None:
+    def strike(self, idempotency_key: str | None = None) -> Reply | None:
         """Sleep the injected latency, then return the failure to answer, if any."""
         latency = self._faults.latency_ms
         if latency:
@@ -107,13 +124,21 @@ class FaultSwitch:
                 return _failure(faults, faults.status, "fault_injected", "injected failure")
             if faults.error_rate and self._rng.random() < faults.error_rate:
                 return _failure(faults, faults.status, "fault_injected", "injected random failure")
+            if faults.first_call_fails and idempotency_key and idempotency_key not in self._seen:
+                self._seen.add(idempotency_key)
+                return _failure(faults, faults.status, "fault_injected", "first call fails")
         return None
 
 
 def _failure(faults: Faults, status: int, code: str, detail: str) -> Reply:
+    if faults.body == "reset":
+        return Reply.reset()
     headers: tuple[tuple[str, str], ...] = ()
     if faults.retry_after is not None:
-        headers = (("Retry-After", str(faults.retry_after)),)
+        retry_after = str(faults.retry_after)
+        if faults.retry_after_date:
+            retry_after = formatdate(time.time() + faults.retry_after, usegmt=True)
+        headers = (("Retry-After", retry_after),)
     if faults.body == "html":
         page = f"<html><head><title>{status}</title></head><body><h1>{detail}</h1></body></html>"
         return Reply(status, page.encode(), "text/html; charset=utf-8", headers)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import socket
+import struct
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
@@ -133,6 +135,11 @@ class SandboxHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length)
 
     def _send(self, reply: Reply) -> None:
+        if reply.is_reset:
+            # Linger 0: closing the socket sends a RST, as a crashed proxy's would.
+            self.close_connection = True
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.payload)))

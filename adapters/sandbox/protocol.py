@@ -23,6 +23,15 @@ class Reply:
         """A JSON reply."""
         return cls(status, dumps(body), JSON, headers)
 
+    @classmethod
+    def reset(cls) -> Reply:
+        """No answer at all: the server resets the connection instead."""
+        return cls(0, b"")
+
+    @property
+    def is_reset(self) -> bool:
+        return self.status == 0
+
     def with_header(self, name: str, value: str) -> Reply:
         """The same reply with one more header."""
         return Reply(self.status, self.payload, self.content_type, (*self.headers, (name, value)))
