@@ -172,6 +172,9 @@ def process_session() -> requests.Session:
             session = _sessions.get(pid)
             if session is None:
                 session = requests.Session()
+                # No proxy or netrc lookups in the environment on every request: the URLs are
+                # settings, and a proxy belongs in them if one is needed.
+                session.trust_env = False
                 # Retries belong to the task layer (with backoff and a breaker), not urllib3.
                 adapter = HTTPAdapter(pool_connections=8, pool_maxsize=_POOL_SIZE, max_retries=0)
                 session.mount("http://", adapter)

@@ -18,6 +18,9 @@ from adapters.erp import ErpClient
 from adapters.warehouse import WarehouseClient
 from hub.broker.celery_config import celery_config
 from hub.broker.publisher import CeleryChainPublisher
+from hub.core.steps import StepStore
+from hub.db.engine import get_engine
+from hub.db.hot_path import PostgresStepStore
 from hub.db.step_store import SqlStepStore
 from hub.services.run_step import SqlBreakerGate, SqlStepRecorder, StepPorts
 from hub.services.step_calls import step_calls
@@ -78,14 +81,22 @@ def downstream(settings: Settings) -> Downstream:
     )
 
 
+def step_store(settings: Settings) -> StepStore:
+    """One statement per move on PostgreSQL; the portable ORM store on SQLite (trial mode)."""
+    window = settings.breaker.window
+    if settings.database_url.startswith("sqlite:"):
+        return SqlStepStore(breaker_window=window)
+    return PostgresStepStore(get_engine(), breaker_window=window)
+
+
 @cache
 def step_ports() -> StepPorts:
     """What a worker's step runs with: PostgreSQL's records and the real downstream systems."""
     settings = get_settings()
     return StepPorts(
-        store=SqlStepStore(),
+        store=step_store(settings),
         calls=step_calls(downstream(settings)),
-        breaker=SqlBreakerGate(settings.breaker),
-        recorder=SqlStepRecorder(settings.retry_policy),
+        breaker=SqlBreakerGate(settings.breaker, get_engine()),
+        recorder=SqlStepRecorder(),
         retry_policy=settings.retry_policy,
     )

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hub.core.breaker_policy import BreakerPolicy
+from hub.core.breaker import BreakerPolicy
 from hub.core.retry_policy import RetryPolicy
 
 
@@ -46,6 +46,8 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # Processes serving the intake API (uvicorn workers), so intake is never the limit.
+    api_processes: int = Field(default=2, ge=1, le=64)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Senders need an API key (`hub keys create`); false only for a local trial.
     intake_auth: bool = True
@@ -61,7 +63,7 @@ class Settings(BaseSettings):
     retry_fulfillment: RetryPolicy | None = None
     retry_invoice: RetryPolicy | None = None
 
-    # Breaker shared by all workers (HUB_BREAKER__THRESHOLD, __COOLDOWN, __PROBE_LEASE).
+    # Breaker shared by all workers (HUB_BREAKER__FAILURE_RATE, __MIN_CALLS, __COOLDOWN, ...).
     breaker: BreakerPolicy = BreakerPolicy()
 
     # Operator surfaces (the failures page, replay and discard) use HTTP basic auth with these;
@@ -71,6 +73,9 @@ class Settings(BaseSettings):
 
     relay_batch_size: int = Field(default=200, ge=1)
     relay_interval: float = Field(default=0.5, gt=0)
+    # The relay leaves outbox rows this young to the intake's fast path, which publishes and
+    # marks them without a lock; past it, the relay publishes what the fast path did not.
+    relay_grace: float = Field(default=3.0, ge=0)
 
     # Flower (`hub flower`): basic auth from these; without them it refuses to start unless
     # HUB_FLOWER_OPEN=true says to run it open. Flower reads its users comma-separated.

@@ -11,7 +11,7 @@ from typing import Any
 from celery.signals import worker_process_init
 
 from hub import bootstrap
-from hub.db.engine import get_engine
+from hub.db.engine import forget_inherited_connections
 from tasks import (
     log_context,  # noqa: F401  (connects the worker's logging signals)
     memory,  # noqa: F401  (keeps retry garbage from piling up in workers)
@@ -23,4 +23,4 @@ app = bootstrap.celery_app()
 @worker_process_init.connect
 def _fresh_connections_after_fork(**_: Any) -> None:
     # A prefork child must not share its parent's database sockets.
-    get_engine().dispose(close=False)
+    forget_inherited_connections()

@@ -9,7 +9,8 @@ up, so during an outage each pool process grew from ~90 MB to ~220 MB of garbage
 - ``gc.freeze()`` once the pool process has started: what it inherited and built at start-up
   is never scanned again, so a full collection costs ~15 ms instead of ~200 ms (and the
   parent's pages are not dirtied by the child's collector);
-- after a retry, a full collection, at most once a second per process.
+- after a retry, a full collection, at most once every ten seconds per process (a flaky system
+  retries all the time, and a collection per second per process cost a few per cent of CPU).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from celery.signals import task_retry, worker_process_init
 
-COLLECT_EVERY = 1.0  # seconds, at most, between two collections of one process
+COLLECT_EVERY = 10.0  # seconds, at most, between two collections of one process
 
 _last_collect = 0.0
 

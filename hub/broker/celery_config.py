@@ -44,8 +44,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # would then share worker names and Flower would see both.
         "control_exchange": f"{settings.queue_prefix}.control",
         "event_exchange": f"{settings.queue_prefix}.events",
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Task events cost a confirmed publish each (received, started, succeeded or retried:
+        # three per run of a step, nearly half of a worker's main process). Workers send them
+        # only once Flower asks: it broadcasts enable_events when it starts and every 5 s.
+        # "task-sent" would be one more publish per task, and Flower does without it.
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "broker_native_delayed_delivery_queue_type": "quorum",

@@ -1,13 +1,12 @@
 """One step of an order's chain, made idempotent by the hub's own record of its outcome.
 
-The logic here knows nothing of SQL or HTTP: it talks to a ``StepStore`` (our records) and a
-``StepCall`` (the downstream system). Production wires ``hub.db.step_store.SqlStepStore`` and the
-adapters; unit tests wire fakes of these two ports.
+What a step's run (``hub.services.run_step``) talks to, as ports: a ``StepStore`` (our records)
+and a ``StepCall`` (the downstream system). Production wires ``hub.db.hot_path`` (or, on
+SQLite, ``hub.db.step_store``) and the adapters; unit tests wire fakes.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,39 +38,60 @@ class Outcome:
 class Started:
     order: OrderSnapshot
     attempt: int
-    # Outcomes of the steps before this one, by step name (a shipment needs the reservation).
-    earlier: Mapping[str, Outcome]
+    # Downstream ids of the steps before this one, by step name (a shipment needs the
+    # reservation, an invoice the shipment).
+    earlier: Mapping[str, str]
 
 
 @dataclass(frozen=True)
 class AlreadyDone:
-    outcome: Outcome
+    """The step had succeeded: it is not called again."""
+
+
+@dataclass(frozen=True)
+class BreakerNotClosed:
+    """Nothing was started: the system's breaker is not closed, so the caller must pass the
+    breaker's gate first (and may then begin with ``gate_passed=True``)."""
+
+
+Begun = Started | AlreadyDone | BreakerNotClosed
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    """When a failed step will run again, recorded with the failure itself."""
+
+    delay_s: int
+    # The policy's ceiling for this attempt (the delay is drawn below it, or is Retry-After).
+    backoff_ceiling_s: float
 
 
 class StepStore(Protocol):
-    def begin(self, order_id: uuid.UUID, step: str) -> Started | AlreadyDone:
-        """Mark the step running (one more attempt), or say it already succeeded."""
+    def begin(self, order_id: uuid.UUID, step: str, *, gate_passed: bool) -> Begun:
+        """Mark the step running (one more attempt), or say why not.
+
+        Raises ``OrderNotFound`` for an order or step the hub does not know."""
 
     def succeed(
         self, order_id: uuid.UUID, step: str, *, attempt: int, outcome: Outcome, seconds: float
-    ) -> None:
-        """Keep the outcome; the last step also completes the order."""
+    ) -> bool:
+        """Keep the outcome (the last step also completes the order); False when the system's
+        breaker is not closed, so the success must also be told to it."""
 
-    def fail(self, order_id: uuid.UUID, step: str, *, attempt: int, error: DownstreamError) -> None:
-        """Record a failed attempt (the retry decision is the caller's)."""
+    def fail(
+        self,
+        order_id: uuid.UUID,
+        step: str,
+        *,
+        attempt: int,
+        error: DownstreamError,
+        retry: RetryPlan | None,
+    ) -> None:
+        """Record a failed attempt and, when it will be retried, when."""
 
 
 # Calls the downstream system for one step. The key makes a repeated call harmless.
 StepCall = Callable[[Started, str], Outcome]
-
-
-class StepFailed(Exception):
-    """A downstream call failed on this attempt (already recorded); ``error`` says how."""
-
-    def __init__(self, error: DownstreamError, attempt: int) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.attempt = attempt
 
 
 class OrderNotFound(LookupError):
@@ -80,29 +100,3 @@ class OrderNotFound(LookupError):
 
 def idempotency_key(order_id: uuid.UUID, step: str) -> str:
     return f"{order_id}:{step}"
-
-
-def perform(
-    order_id: uuid.UUID,
-    step: str,
-    *,
-    store: StepStore,
-    call: StepCall,
-    clock: Callable[[], float] = time.monotonic,
-) -> Outcome:
-    """Run ``step`` for the order once; a step that already succeeded is not called again.
-
-    Raises ``StepFailed`` (with the attempt number) after recording the error, so the caller
-    can decide whether to retry.
-    """
-    begun = store.begin(order_id, step)
-    if isinstance(begun, AlreadyDone):
-        return begun.outcome
-    started = clock()
-    try:
-        outcome = call(begun, idempotency_key(order_id, step))
-    except DownstreamError as error:
-        store.fail(order_id, step, attempt=begun.attempt, error=error)
-        raise StepFailed(error, begun.attempt) from error
-    store.succeed(order_id, step, attempt=begun.attempt, outcome=outcome, seconds=clock() - started)
-    return outcome

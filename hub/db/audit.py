@@ -27,6 +27,7 @@ CHAIN_RESUMED = "chain.resumed"
 REPLAYED = "failure.replayed"
 DISCARDED = "failure.discarded"
 BREAKER_OPENED = "breaker.opened"
+BREAKER_HALF_OPEN = "breaker.half_open"
 BREAKER_CLOSED = "breaker.closed"
 
 

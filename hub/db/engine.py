@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.db.sqlite import sqlite_engine
@@ -17,16 +20,72 @@ from hub.settings import get_settings
 def engine_for(url: str) -> Engine:
     if url.startswith("sqlite:"):  # trial mode only (the settings refuse it otherwise)
         return sqlite_engine(url)
-    return create_engine(
+    return _postgresql_engine(url)
+
+
+def _postgresql_engine(url: str | URL, **options: Any) -> Engine:
+    engine = create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=5,
         max_overflow=10,
         connect_args={"connect_timeout": 5},
         # A database error's text would otherwise carry the statement's values (customer data,
         # key hashes) into logs and error records.
         hide_parameters=True,
+        **options,
     )
+    _ping_idle_connections(engine)
+    _built.append(engine)
+    return engine
+
+
+# Every engine this process built, so a forked child can drop the sockets it inherited.
+_built: list[Engine] = []
+
+
+def forget_inherited_connections() -> None:
+    """In a forked child (a worker's pool process): never use the parent's sockets."""
+    for engine in _built:
+        engine.dispose(close=False)
+
+
+# A connection used within this many seconds is taken as alive. Pinging on every checkout
+# (pool_pre_ping) doubles the round trips of the hot path; a connection that died since its
+# last use makes one statement fail, which the callers already treat as PostgreSQL away
+# (a step is retried without spending an attempt, the API answers 503), and SQLAlchemy then
+# replaces every pooled connection.
+IDLE_BEFORE_PING = 10.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _stamp(dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("checked_in_at")
+        if since is None or time.monotonic() - since < IDLE_BEFORE_PING:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except Exception as exc:
+            # The pool retries the checkout with a new connection.
+            raise DisconnectionError("idle connection is gone") from exc
+
+
+@lru_cache(maxsize=8)
+def autocommit(engine: Engine) -> Engine:
+    """An engine whose connections run each statement as its own transaction: a statement
+    that needs no other costs one round trip, with no BEGIN or COMMIT to wait for.
+
+    A pool of its own: switching a pooled connection to autocommit and back costs a
+    ``SET default_transaction_isolation`` round trip on every checkout.
+    """
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return _postgresql_engine(engine.url, isolation_level="AUTOCOMMIT")
 
 
 def get_engine() -> Engine:

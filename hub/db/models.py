@@ -192,17 +192,31 @@ class Failure(Base):
 
 
 class BreakerState(Base):
-    """Circuit breaker of one downstream system, shared by every worker on every host."""
+    """Circuit breaker of one downstream system, shared by every worker on every host.
+
+    The decisions are ``hub.core.breaker``'s; these columns are its ``Breaker``.
+    """
 
     __tablename__ = "breakers"
 
     system: Mapped[str] = mapped_column(String(32), primary_key=True)
     # closed | open | half_open
     state: Mapped[str] = mapped_column(String(16), default="closed")
-    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # The window counting calls since a failure (closed); NULL while the system answers well.
+    window_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Failures of retries (a step's second or later attempt): a dead system fails those too.
+    retry_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # While open: no call before this moment. While half-open: the probe's lease ends here.
+    # While open: no call before this moment. While half-open: the probes' lease ends here.
     retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Half-open: probes let through, and how they answered.
+    probes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    probe_successes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    probe_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Steps held back since the breaker last opened (each one deferred in the broker).
+    held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
 
 

@@ -1,19 +1,34 @@
-"""The hub's records of steps, in PostgreSQL: the production ``StepStore``."""
+"""The hub's records of steps through the ORM, on any database: trial mode's ``StepStore``.
+
+PostgreSQL runs ``hub.db.hot_path.PostgresStepStore`` instead, one statement per move; this one
+takes a few statements in one transaction and keeps the same rules, so the two are
+interchangeable (``tests/integration/test_step_stores.py`` drives both).
+"""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from hub.core.errors import DownstreamError
-from hub.core.pipeline import STEPS
-from hub.core.steps import AlreadyDone, OrderNotFound, OrderSnapshot, Outcome, Started
+from hub.core.pipeline import STEPS, SYSTEM_OF_STEP
+from hub.core.steps import (
+    AlreadyDone,
+    Begun,
+    BreakerNotClosed,
+    OrderNotFound,
+    OrderSnapshot,
+    Outcome,
+    RetryPlan,
+    Started,
+)
 from hub.db import audit
 from hub.db.engine import unit_of_work
-from hub.db.models import Order, StepOutcome
+from hub.db.models import BreakerState, Order, StepOutcome
 
 
 def error_detail(error: DownstreamError) -> dict[str, Any]:
@@ -23,6 +38,17 @@ def error_detail(error: DownstreamError) -> dict[str, Any]:
         "http_status": error.status,
         "code": error.code,
         "message": error.message[:500],
+    }
+
+
+def retry_detail(error: DownstreamError, retry: RetryPlan) -> dict[str, Any]:
+    """What a ``step.retry_scheduled`` audit row says: when, why, and what the system said."""
+    return {
+        "delay_s": retry.delay_s,
+        "backoff_ceiling_s": retry.backoff_ceiling_s,
+        "retry_after_s": error.retry_after,
+        "reason": str(error)[:300],
+        **error_detail(error),
     }
 
 
@@ -40,24 +66,30 @@ def _snapshot(order: Order) -> OrderSnapshot:
 
 
 def _locked_step(session: Session, order_id: uuid.UUID, step: str) -> StepOutcome:
+    # populate_existing: a row already in the session must be refreshed from the locked read,
+    # or a concurrent delivery's success (or attempt) would be missed.
     row = session.scalars(
         select(StepOutcome)
         .where(StepOutcome.order_id == order_id, StepOutcome.step == step)
         .with_for_update()
+        .execution_options(populate_existing=True)
     ).one_or_none()
     if row is None:
         raise OrderNotFound(f"order {order_id} has no step {step}")
     return row
 
 
+def _breaker_closed(session: Session, system: str) -> bool:
+    state = session.scalar(select(BreakerState.state).where(BreakerState.system == system))
+    return state in (None, "closed")
+
+
 class SqlStepStore:
-    def begin(self, order_id: uuid.UUID, step: str) -> Started | AlreadyDone:
+    def __init__(self, *, breaker_window: float) -> None:
+        self._window = breaker_window
+
+    def begin(self, order_id: uuid.UUID, step: str, *, gate_passed: bool) -> Begun:
         with unit_of_work() as session:
-            order = session.get(
-                Order, order_id, options=[selectinload(Order.lines), selectinload(Order.steps)]
-            )
-            if order is None:
-                raise OrderNotFound(f"no order {order_id}")
             row = _locked_step(session, order_id, step)
             if row.status == "succeeded":
                 audit.record(
@@ -69,7 +101,12 @@ class SqlStepStore:
                     downstream_id=row.downstream_id,
                     reason="already succeeded; stored result passed on",
                 )
-                return AlreadyDone(Outcome(row.downstream_id or "", dict(row.result or {})))
+                return AlreadyDone()
+            if not gate_passed and not _breaker_closed(session, SYSTEM_OF_STEP[step]):
+                return BreakerNotClosed()
+            order = session.get(Order, order_id, options=[selectinload(Order.lines)])
+            if order is None:
+                raise OrderNotFound(f"no order {order_id}")
             row.attempts += 1
             row.status = "running"
             if order.status == "received":
@@ -78,39 +115,63 @@ class SqlStepStore:
                 session, audit.STEP_STARTED, order_id=order_id, step=step, attempt=row.attempts
             )
             earlier = {
-                other.step: Outcome(other.downstream_id or "", dict(other.result or {}))
-                for other in order.steps
-                if other.status == "succeeded"
+                other: downstream_id or ""
+                for other, downstream_id in session.execute(
+                    select(StepOutcome.step, StepOutcome.downstream_id).where(
+                        StepOutcome.order_id == order_id,
+                        StepOutcome.status == "succeeded",
+                        StepOutcome.step != step,
+                    )
+                ).tuples()
             }
             return Started(order=_snapshot(order), attempt=row.attempts, earlier=earlier)
 
     def succeed(
         self, order_id: uuid.UUID, step: str, *, attempt: int, outcome: Outcome, seconds: float
-    ) -> None:
+    ) -> bool:
+        system = SYSTEM_OF_STEP[step]
         with unit_of_work() as session:
             row = _locked_step(session, order_id, step)
-            if row.status == "succeeded":
-                return  # a concurrent delivery got there first; the key made it the same effect
-            row.status = "succeeded"
-            row.downstream_id = outcome.downstream_id
-            row.result = outcome.result
-            row.last_error = None
-            audit.record(
-                session,
-                audit.STEP_SUCCEEDED,
-                order_id=order_id,
-                step=step,
-                attempt=attempt,
-                downstream_id=outcome.downstream_id,
-                duration_ms=round(seconds * 1000, 1),
+            if row.status != "succeeded":  # else a concurrent delivery got there first
+                row.status = "succeeded"
+                row.downstream_id = outcome.downstream_id
+                row.result = outcome.result
+                row.last_error = None
+                audit.record(
+                    session,
+                    audit.STEP_SUCCEEDED,
+                    order_id=order_id,
+                    step=step,
+                    attempt=attempt,
+                    downstream_id=outcome.downstream_id,
+                    duration_ms=round(seconds * 1000, 1),
+                )
+                if step == STEPS[-1]:
+                    order = session.get(Order, order_id, with_for_update=True)
+                    assert order is not None
+                    order.status = "completed"
+                    audit.record(session, audit.COMPLETED, order_id=order_id)
+            counting_since = datetime.now(UTC) - timedelta(seconds=self._window)
+            session.execute(
+                update(BreakerState)
+                .where(
+                    BreakerState.system == system,
+                    BreakerState.state == "closed",
+                    BreakerState.window_started_at > counting_since,
+                )
+                .values(calls=BreakerState.calls + 1)
             )
-            if step == STEPS[-1]:
-                order = session.get(Order, order_id, with_for_update=True)
-                assert order is not None
-                order.status = "completed"
-                audit.record(session, audit.COMPLETED, order_id=order_id)
+            return _breaker_closed(session, system)
 
-    def fail(self, order_id: uuid.UUID, step: str, *, attempt: int, error: DownstreamError) -> None:
+    def fail(
+        self,
+        order_id: uuid.UUID,
+        step: str,
+        *,
+        attempt: int,
+        error: DownstreamError,
+        retry: RetryPlan | None,
+    ) -> None:
         with unit_of_work() as session:
             row = _locked_step(session, order_id, step)
             if row.status == "succeeded":
@@ -126,3 +187,13 @@ class SqlStepStore:
                 attempt=attempt,
                 **error_detail(error),
             )
+            if retry is not None:
+                audit.record(
+                    session,
+                    audit.RETRY_SCHEDULED,
+                    status="retry",
+                    order_id=order_id,
+                    step=step,
+                    attempt=attempt,
+                    **retry_detail(error, retry),
+                )

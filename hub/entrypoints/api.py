@@ -20,9 +20,11 @@ from hub.entrypoints import api_auth as intake_auth
 from hub.entrypoints.ui import pages as ui
 from hub.observability import metrics
 from hub.observability.health import postgres_problem, rabbitmq_problem
-from hub.services.intake import Accepted, accept_order
+from hub.observability.logs import configure_logging
+from hub.observability.request_log import RequestLog
+from hub.services.intake import Accepted, accept
 from hub.services.orders import find_order, order_view
-from hub.services.outbox import publish_row_now
+from hub.services.outbox import publish_accepted
 from hub.settings import Settings, get_settings
 
 log = logging.getLogger("hub.api")
@@ -64,12 +66,15 @@ def create_api(
     if not settings.intake_auth:
         log.warning("intake authentication is OFF (HUB_INTAKE_AUTH=false): anyone may post")
 
-    def store(order: OrderIn, key: str | None) -> Accepted:
-        with unit_of_work() as session:
-            return accept_order(session, order, idempotency_key=key)
-
-    def publish_now(outbox_id: int) -> None:
-        publish_row_now(chain_publisher, outbox_id)
+    def store_and_publish(order: OrderIn, key: str | None) -> Accepted:
+        # One trip to the thread pool: the order's one statement, then the fast path's publish
+        # (allowed to fail: the relay catches up).
+        accepted = accept(order, idempotency_key=key)
+        if accepted.outbox_id is not None:
+            publish_accepted(
+                chain_publisher, outbox_id=accepted.outbox_id, order_id=accepted.order_id
+            )
+        return accepted
 
     @api.post("/orders", status_code=202, openapi_extra=order_openapi())
     async def create_order(request: Request) -> JSONResponse:
@@ -101,7 +106,7 @@ def create_api(
         except ValidationError as exc:
             return _error(422, "validation_error", _field_errors(exc))
         try:
-            accepted = await run_in_threadpool(store, order, key)
+            accepted = await run_in_threadpool(store_and_publish, order, key)
         except DatabaseDown:
             log.error("PostgreSQL unavailable at intake", exc_info=True)
             return _error(
@@ -110,8 +115,6 @@ def create_api(
                 "PostgreSQL is not answering; retry later",
                 **{"Retry-After": "5"},
             )
-        if accepted.outbox_id is not None:
-            await run_in_threadpool(publish_now, accepted.outbox_id)
         location = f"/orders/{accepted.order_id}"
         return JSONResponse(
             {
@@ -160,3 +163,11 @@ def create_api(
     metrics.install_metrics(api, settings)
     ui.install(api, settings=settings, publisher=chain_publisher)
     return api
+
+
+def served_api() -> RequestLog:
+    """What ``hub api`` serves in each of its processes (uvicorn calls this factory in every
+    worker process it starts): the API with its request log, logging configured."""
+    settings = get_settings()
+    configure_logging("api", fmt=settings.log_format, level=settings.log_level)
+    return RequestLog(create_api(settings))

@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from hub.db.engine import unit_of_work
 from hub.services import keys
 from hub.settings import Settings
 
@@ -87,18 +86,16 @@ def authenticate(headers: Mapping[str, str], settings: Settings) -> Caller | Non
     if key_id is None:
         raise _refused("malformed_api_key", "the API key is not one the hub issued", key_id)
     try:
-        with unit_of_work() as session:
-            row = keys.find_key(session, token)
-            caller = None if row is None else Caller(key_id, row.sender, row.signing_secret)
-            revoked = row is not None and row.revoked_at is not None
+        holder = keys.check_key(token)
     except OperationalError:
         log.error("PostgreSQL unavailable while checking an API key")
         raise Refused(
             "database_unavailable", "PostgreSQL is not answering; retry later", status=503
         ) from None
-    if caller is None:
+    if holder is None:
         raise _refused("invalid_api_key", "unknown or wrong API key", key_id)
-    if revoked:
+    caller = Caller(key_id, holder.sender, holder.signing_secret)
+    if holder.revoked:
         raise _refused("revoked_api_key", "this API key has been revoked", key_id)
     if caller.signing_secret is not None:
         _check_timestamp(headers, key_id)

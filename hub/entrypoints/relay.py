@@ -18,6 +18,7 @@ def run_relay(
     batch_size: int,
     interval: float,
     stop: threading.Event,
+    grace: float = 0.0,
     drain_failures: Callable[[], int] = lambda: 0,
 ) -> None:
     """Publish batches back to back while there is a backlog; poll every ``interval`` otherwise.
@@ -27,7 +28,7 @@ def run_relay(
     while not stop.is_set():
         sent = 0
         try:
-            sent = relay_once(publisher, batch_size=batch_size)
+            sent = relay_once(publisher, batch_size=batch_size, grace=grace)
             drained = drain_failures()
         except Exception:
             # PostgreSQL or RabbitMQ away: keep the process up and try again shortly.

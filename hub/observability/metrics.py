@@ -23,6 +23,7 @@ from hub.core.pipeline import FAILURE_KINDS, ORDER_STATUSES, STEPS, SYSTEM_OF_ST
 from hub.observability.health import ServiceDown
 from hub.observability.snapshot.facts import (
     LATENCY_BUCKETS,
+    BreakerWindow,
     BrokerFacts,
     DatabaseFacts,
     Latency,
@@ -85,6 +86,35 @@ def database_metrics(facts: DatabaseFacts) -> Iterator[Metric]:
     for system in sorted({*SYSTEM_OF_STEP.values(), *facts.breakers}):
         breakers.add_metric([system], BREAKER_VALUES.get(facts.breakers.get(system, "closed"), 0))
     yield breakers
+    yield from _breaker_windows(facts)
+
+
+def _breaker_windows(facts: DatabaseFacts) -> Iterator[GaugeMetricFamily]:
+    systems = sorted({*SYSTEM_OF_STEP.values(), *facts.breaker_windows})
+    quiet = BreakerWindow()
+    windows = {system: facts.breaker_windows.get(system, quiet) for system in systems}
+    readings: list[tuple[str, str, Callable[[BreakerWindow], float]]] = [
+        (
+            "hub_breaker_window_calls",
+            "Calls a breaker counted in its window since the system's first recent failure.",
+            lambda window: window.calls,
+        ),
+        (
+            "hub_breaker_window_failure_rate",
+            "Share of those calls that failed (0 to 1): the breaker opens past its threshold.",
+            lambda window: window.failure_rate,
+        ),
+        (
+            "hub_breaker_held_steps",
+            "Steps held back in the broker since the breaker last opened.",
+            lambda window: window.held,
+        ),
+    ]
+    for name, help_text, read in readings:
+        gauge = _gauge(name, help_text, ["system"])
+        for system, window in windows.items():
+            gauge.add_metric([system], read(window))
+        yield gauge
 
 
 def _latency(by_step: dict[str, Latency]) -> HistogramMetricFamily:

@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from hub.core.pipeline import STEPS
 from hub.core.schemas import OrderIn
-from hub.db import audit
+from hub.db import audit, hot_path
 from hub.db.dialect import insert_for
+from hub.db.engine import get_engine, unit_of_work
 from hub.db.models import Order, OrderLine, OutboxMessage, StepOutcome
 
 
@@ -80,3 +81,18 @@ def accept_order(session: Session, order: OrderIn, *, idempotency_key: str | Non
     )
     session.flush()
     return Accepted(new_id, "received", created=True, outbox_id=outbox.id)
+
+
+def accept(order: OrderIn, *, idempotency_key: str | None) -> Accepted:
+    """Store a new order, or find the one it repeats: one statement on PostgreSQL for a new
+    order (a repeat, rarer, takes the transaction below to find its twin)."""
+    engine = get_engine()
+    if engine.dialect.name == "postgresql":
+        order_id = uuid.uuid4()
+        outbox_id = hot_path.insert_order(
+            engine, order_id=order_id, order=order, idempotency_key=idempotency_key
+        )
+        if outbox_id is not None:
+            return Accepted(order_id, "received", created=True, outbox_id=outbox_id)
+    with unit_of_work() as session:
+        return accept_order(session, order, idempotency_key=idempotency_key)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub.db.engine import autocommit, get_engine
 from hub.db.models import ApiKey
 
 KEY_FORMAT = re.compile(r"^hub_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -79,6 +80,33 @@ def find_key(session: Session, token: str) -> ApiKey | None:
         return None
     # Constant time, so response timing says nothing about how much of a guess was right.
     return row if hmac.compare_digest(row.key_hash, hash_key(token)) else None
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """Who a presented key belongs to, as the intake checks it on every request."""
+
+    sender: str
+    signing_secret: str | None
+    revoked: bool
+
+
+def check_key(token: str) -> KeyHolder | None:
+    """The holder of the key ``token`` proves (revoked or not), or None for an unknown or wrong
+    key: one statement on its own connection, no transaction around it."""
+    key_id = key_id_of(token)
+    if key_id is None:
+        return None
+    with autocommit(get_engine()).connect() as connection:
+        row = connection.execute(
+            select(ApiKey.sender, ApiKey.key_hash, ApiKey.signing_secret, ApiKey.revoked_at).where(
+                ApiKey.id == key_id
+            )
+        ).one_or_none()
+    # Constant time, so response timing says nothing about how much of a guess was right.
+    if row is None or not hmac.compare_digest(row.key_hash, hash_key(token)):
+        return None
+    return KeyHolder(row.sender, row.signing_secret, revoked=row.revoked_at is not None)
 
 
 def list_keys(session: Session) -> list[ApiKey]:

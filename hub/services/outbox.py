@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from hub.core.pipeline import STEPS
 from hub.core.ports import ChainPublisher, PublishError
-from hub.db import audit
-from hub.db.engine import unit_of_work
+from hub.db import audit, hot_path
+from hub.db.engine import get_engine, unit_of_work
 from hub.db.models import OutboxMessage
 
 log = logging.getLogger("hub.relay")
@@ -23,15 +25,20 @@ def publish_pending(
     *,
     limit: int,
     ids: Sequence[int] | None = None,
+    grace: float = 0.0,
 ) -> int:
     """Publish up to ``limit`` unsent rows (or just ``ids``); return how many were sent.
 
     Rows are locked ``FOR UPDATE SKIP LOCKED``: a second relay, or the intake's fast path,
     takes other rows instead of publishing these twice. A row is marked sent only after the
     broker's confirm, so a crash in between publishes it again (steps are idempotent) rather
-    than never. The caller commits.
+    than never. Rows younger than ``grace`` seconds are left to the intake's fast path, which
+    publishes them and marks them without a lock. The caller commits.
     """
     query = select(OutboxMessage).where(OutboxMessage.sent_at.is_(None))
+    if grace:
+        young = datetime.now(UTC) - timedelta(seconds=grace)
+        query = query.where(OutboxMessage.created_at < young)
     if ids is not None:
         query = query.where(OutboxMessage.id.in_(ids))
     rows = session.scalars(
@@ -69,6 +76,62 @@ def publish_row_now(publisher: ChainPublisher, outbox_id: int) -> bool:
         return False
 
 
-def relay_once(publisher: ChainPublisher, *, batch_size: int) -> int:
+def publish_accepted(publisher: ChainPublisher, *, outbox_id: int, order_id: uuid.UUID) -> bool:
+    """The intake's fast path: publish a new order's chain and mark its row sent, taking no
+    lock (the relay leaves rows this young alone). True if it went out; on any failure the row
+    stays unsent and the relay publishes it after its grace period."""
+    try:
+        publisher.publish(order_id, STEPS[0])
+    except Exception as exc:
+        log.warning("publishing order %s failed; the relay will retry", order_id, exc_info=True)
+        _note_publish_failure(outbox_id, exc)
+        return False
+    try:
+        engine = get_engine()
+        if engine.dialect.name == "postgresql":
+            hot_path.mark_sent(engine, outbox_id)
+        else:
+            _mark_sent(outbox_id)
+    except Exception:
+        # Published but not marked: the relay publishes it again, and the steps are idempotent.
+        log.warning("outbox row %s published but not marked sent", outbox_id, exc_info=True)
+    return True
+
+
+def _note_publish_failure(outbox_id: int, exc: Exception) -> None:
+    """Why the row is still unsent, for the operator (best effort: the relay retries anyway)."""
+    try:
+        with unit_of_work() as session:
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == outbox_id, OutboxMessage.sent_at.is_(None))
+                .values(
+                    publish_attempts=OutboxMessage.publish_attempts + 1,
+                    last_error=str(exc)[:500],
+                )
+            )
+    except Exception:
+        log.warning("could not note the failed publish of outbox row %s", outbox_id)
+
+
+def _mark_sent(outbox_id: int) -> None:
     with unit_of_work() as session:
-        return publish_pending(session, publisher, limit=batch_size)
+        marked = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == outbox_id, OutboxMessage.sent_at.is_(None))
+            .values(sent_at=datetime.now(UTC), publish_attempts=OutboxMessage.publish_attempts + 1)
+            .returning(OutboxMessage.order_id, OutboxMessage.start_step)
+        ).one_or_none()
+        if marked is not None:
+            audit.record(
+                session,
+                audit.QUEUED,
+                order_id=marked.order_id,
+                step=marked.start_step,
+                outbox_id=outbox_id,
+            )
+
+
+def relay_once(publisher: ChainPublisher, *, batch_size: int, grace: float = 0.0) -> int:
+    with unit_of_work() as session:
+        return publish_pending(session, publisher, limit=batch_size, grace=grace)

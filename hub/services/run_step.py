@@ -10,28 +10,36 @@ from __future__ import annotations
 
 import math
 import random
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from hub.core.breaker_policy import BreakerPolicy
+from sqlalchemy import Engine
+
+from hub.core.breaker import Breaker, BreakerPolicy, is_down
 from hub.core.errors import DownstreamError, PermanentError
 from hub.core.pipeline import SYSTEM_OF_STEP
 from hub.core.retry_policy import RetryPolicy, backoff_ceiling, next_delay
-from hub.core.steps import OrderNotFound, Outcome, Started, StepCall, StepFailed, StepStore, perform
-from hub.db import audit, breaker
+from hub.core.steps import (
+    BreakerNotClosed,
+    OrderNotFound,
+    RetryPlan,
+    Started,
+    StepCall,
+    StepStore,
+    idempotency_key,
+)
+from hub.db import audit, breaker, hot_path
 from hub.db.engine import unit_of_work
-from hub.db.step_store import error_detail
 from hub.observability.logs import bind_log_context
 from hub.services.failures import FailureReport, record_failure
 
 
 @dataclass(frozen=True)
 class Done:
-    """The step succeeded (now, or before: it was not called again)."""
-
-    outcome: Outcome
+    """The step succeeded (now, or before: then it was not called again)."""
 
 
 @dataclass(frozen=True)
@@ -55,19 +63,15 @@ Decision = Done | Retry | GiveUp
 
 class BreakerGate(Protocol):
     def hold(self, order_id: uuid.UUID, step: str, system: str) -> int | None:
-        """Seconds to hold the step while ``system``'s breaker is open (recorded as deferred);
-        None to go ahead and call it."""
+        """The slow gate, for a breaker that is not closed: seconds to hold the step back
+        (recorded as deferred), or None to go ahead and call the system."""
 
-    def note(self, system: str, error: DownstreamError | None) -> None:
-        """Count a call's result against the breaker (None: it succeeded)."""
+    def note(self, system: str, error: DownstreamError | None, *, retried: bool = False) -> None:
+        """Tell the breaker how a call went (None: it succeeded; ``retried``: the call was a
+        retry, a step's second or later attempt)."""
 
 
 class StepRecorder(Protocol):
-    def retry_scheduled(
-        self, order_id: uuid.UUID, step: str, *, error: DownstreamError, attempt: int, delay: int
-    ) -> None:
-        """Record that the step will be tried again in ``delay`` seconds, and why."""
-
     def gave_up(
         self, order_id: uuid.UUID, step: str, *, kind: str, error: DownstreamError, attempts: int
     ) -> None:
@@ -83,69 +87,84 @@ class StepPorts:
     retry_policy: Callable[[str], RetryPolicy]
     # Where a retry's jitter comes from (tests pin it).
     rand: Callable[[float, float], float] = random.uniform
+    clock: Callable[[], float] = time.monotonic
 
 
 def run_step(order_id: uuid.UUID, step: str, *, ports: StepPorts) -> Decision:
-    """Run ``step`` once: held while the breaker is open, retried on transient errors per the
-    step's policy, given up (and recorded) on a permanent error or when retries run out."""
+    """Run ``step`` once: held while the breaker is not closed, never called again once it
+    succeeded, retried on transient errors per the step's policy, given up (and recorded) on
+    a permanent error or when retries run out.
+
+    The common path costs two statements (``begin`` and ``succeed``): the breaker's closed
+    check and its count of calls ride on them, and the slow gate is asked only when the
+    breaker is not closed.
+    """
     system = SYSTEM_OF_STEP[step]
-    wait = ports.breaker.hold(order_id, step, system)
-    if wait is not None:
-        # Not an attempt: the system was not called, so the step's attempts stay as they are.
-        return Retry(wait)
-    call = ports.calls[step]
-
-    def attempt(started: Started, key: str) -> Outcome:
-        bind_log_context(attempt=started.attempt)
-        return call(started, key)
-
     try:
-        outcome = perform(order_id, step, store=ports.store, call=attempt)
+        begun = ports.store.begin(order_id, step, gate_passed=False)
+        if isinstance(begun, BreakerNotClosed):
+            wait = ports.breaker.hold(order_id, step, system)
+            if wait is not None:
+                # Not an attempt: the system was not called, so the attempts stay as they are.
+                return Retry(wait)
+            begun = ports.store.begin(order_id, step, gate_passed=True)
     except OrderNotFound as exc:
         return GiveUp(str(exc))
-    except StepFailed as failed:
-        error = failed.error
-        ports.breaker.note(system, error)
-        if isinstance(error, PermanentError):
-            ports.recorder.gave_up(
-                order_id, step, kind="permanent", error=error, attempts=failed.attempt
-            )
-            return GiveUp(str(error))
-        delay = next_delay(
-            ports.retry_policy(step),
-            attempt=failed.attempt,
-            retry_after=error.retry_after,
-            rand=ports.rand,
-        )
-        if delay is None:
-            ports.recorder.gave_up(
-                order_id, step, kind="exhausted", error=error, attempts=failed.attempt
-            )
-            return GiveUp(str(error))
-        ports.recorder.retry_scheduled(
-            order_id, step, error=error, attempt=failed.attempt, delay=delay
-        )
+    if not isinstance(begun, Started):
+        return Done()
+    bind_log_context(attempt=begun.attempt)
+    started = ports.clock()
+    try:
+        outcome = ports.calls[step](begun, idempotency_key(order_id, step))
+    except DownstreamError as error:
+        decision = _after_failure(order_id, step, error=error, attempt=begun.attempt, ports=ports)
+        ports.breaker.note(system, error, retried=begun.attempt > 1)
+        return decision
+    seconds = ports.clock() - started
+    if not ports.store.succeed(
+        order_id, step, attempt=begun.attempt, outcome=outcome, seconds=seconds
+    ):
+        ports.breaker.note(system, None)
+    return Done()
+
+
+def _after_failure(
+    order_id: uuid.UUID, step: str, *, error: DownstreamError, attempt: int, ports: StepPorts
+) -> Decision:
+    """Record the failed attempt with what follows it: a retry, or giving up."""
+    policy = ports.retry_policy(step)
+    delay = None
+    if not isinstance(error, PermanentError):
+        delay = next_delay(policy, attempt=attempt, retry_after=error.retry_after, rand=ports.rand)
+    plan = None
+    if delay is not None:
+        plan = RetryPlan(delay, backoff_ceiling(policy, attempt=attempt))
+    ports.store.fail(order_id, step, attempt=attempt, error=error, retry=plan)
+    if delay is not None:
         return Retry(delay, error)
-    ports.breaker.note(system, None)
-    return Done(outcome)
+    kind = "permanent" if isinstance(error, PermanentError) else "exhausted"
+    ports.recorder.gave_up(order_id, step, kind=kind, error=error, attempts=attempt)
+    return GiveUp(str(error))
 
 
-# ---- the production ports, on PostgreSQL ----------------------------------------------------
+# ---- the production ports, on PostgreSQL (or SQLite in trial mode) --------------------------
 
 
 class SqlBreakerGate:
     """The breaker shared by all workers (``hub.db.breaker``), one transaction per question."""
 
-    def __init__(self, policy: BreakerPolicy) -> None:
+    def __init__(self, policy: BreakerPolicy, engine: Engine) -> None:
         self._policy = policy
+        self._engine = engine
 
     def hold(self, order_id: uuid.UUID, step: str, system: str) -> int | None:
         with unit_of_work() as session:
-            decision = breaker.before_call(session, system, self._policy)
-            if decision.allowed:
+            admission = breaker.admit_call(session, system, self._policy)
+            if admission.allowed:
                 return None
-            # Spread the waiting steps out, so they don't all arrive with the probe.
-            wait = math.ceil(decision.wait) + random.randint(0, 2)
+            # Spread the held steps out, so they don't all come back with the first probe;
+            # whole seconds >= 1 (a countdown under a second is dropped by kombu).
+            wait = max(1, math.ceil(admission.wait + random.uniform(0, self._policy.spread)))
             audit.record(
                 session,
                 audit.STEP_DEFERRED,
@@ -156,39 +175,30 @@ class SqlBreakerGate:
                 delay_s=wait,
                 reason="breaker open",
             )
-            return max(1, wait)
+            return wait
 
-    def note(self, system: str, error: DownstreamError | None) -> None:
+    def note(self, system: str, error: DownstreamError | None, *, retried: bool = False) -> None:
+        failed = error is not None and breaker.counts_against(error)
+        if error is not None and self._engine.dialect.name == "postgresql":
+            # While a system is flaky its window is live: one statement counts the call, and
+            # only counts that say "down" take the locked path to open the breaker.
+            counts = hot_path.count_call(
+                self._engine, system, failed=failed, retried=retried, window=self._policy.window
+            )
+            if counts is not None and not (failed and _says_down(counts, self._policy)):
+                return
         with unit_of_work() as session:
-            if error is None:
-                breaker.after_success(session, system)
-            else:
-                breaker.after_failure(session, system, self._policy, error)
+            breaker.record_outcome(session, system, self._policy, error=error, retried=retried)
+
+
+def _says_down(counts: tuple[int, int, int], policy: BreakerPolicy) -> bool:
+    calls, failures, retry_failures = counts
+    window = Breaker(calls=calls, failures=failures, retry_failures=retry_failures)
+    return is_down(window, policy=policy)
 
 
 class SqlStepRecorder:
-    """Retries in the audit trail, give-ups as failure records."""
-
-    def __init__(self, retry_policy: Callable[[str], RetryPolicy]) -> None:
-        self._retry_policy = retry_policy
-
-    def retry_scheduled(
-        self, order_id: uuid.UUID, step: str, *, error: DownstreamError, attempt: int, delay: int
-    ) -> None:
-        with unit_of_work() as session:
-            audit.record(
-                session,
-                audit.RETRY_SCHEDULED,
-                status="retry",
-                order_id=order_id,
-                step=step,
-                attempt=attempt,
-                delay_s=delay,
-                backoff_ceiling_s=backoff_ceiling(self._retry_policy(step), attempt=attempt),
-                retry_after_s=error.retry_after,
-                reason=str(error)[:300],
-                **error_detail(error),
-            )
+    """Give-ups as failure records."""
 
     def gave_up(
         self, order_id: uuid.UUID, step: str, *, kind: str, error: DownstreamError, attempts: int

@@ -13,7 +13,7 @@ def _lines(started: Started) -> list[dict[str, object]]:
 
 def _earlier_id(started: Started, step: str) -> str:
     try:
-        return started.earlier[step].downstream_id
+        return started.earlier[step]
     except KeyError:
         # Only a bug or a hand-edited database gets here: replaying the later step can't help.
         raise PermanentError(

@@ -90,7 +90,7 @@ def on_cluster() -> Iterator[OnCluster]:
             HUB_BROKER_URL=layout.broker_url(first=1),
             HUB_RETRY__MAX_DELAY="8",
             HUB_RETRY__MAX_ATTEMPTS="12",
-            HUB_BREAKER__THRESHOLD="1000",
+            HUB_BREAKER__MIN_CALLS="1000",
         )
         state.fresh_database()
         state.purge_queues()  # declared while all three nodes run: a replica on each

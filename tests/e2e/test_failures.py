@@ -224,9 +224,12 @@ def test_an_erp_outage_trips_the_shared_breaker_and_every_order_completes_after(
 
     wait_completed(order_ids, timeout=120)
     assert_exactly_once(stack, order_ids)
-    # Threshold failures trip it; calls already in flight on the 4 pool processes may land too;
-    # then one probe per cool-down (and per probe lease if a probe hangs).
-    bound = settings.breaker.threshold + 4 + int(outage / settings.breaker.cooldown) + 1
+    # Before it opens: the first calls of the orders arriving until `min_retry_failures` retries
+    # have failed (a second or two: about 12 orders at 6 a second) with those retries, and the
+    # calls in flight on the 4 pool processes; then a round of probes per rest.
+    policy = settings.breaker
+    rounds = int(outage / policy.cooldown) + 1
+    bound = 30 + 4 + rounds * policy.half_open_calls
     assert calls_during <= bound, f"{calls_during} ERP calls during the outage, bound {bound}"
     assert len(order_ids) >= 30
     breaker_events = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,11 +63,19 @@ def test_flower_refuses_a_request_without_credentials(flower: str) -> None:
 def test_flower_lists_the_hubs_tasks_with_the_retries_of_a_flaky_step(
     flower: str, stack: Stack
 ) -> None:
-    # Flower only sees events sent while it listens: wait until it has seen one order's tasks.
-    warm_up = post_orders(stack, 1)
-    support.wait_for(
-        lambda: len(tasks_of(warm_up)) == 3, timeout=60, what="Flower to see an order's tasks"
-    )
+    # Workers send task events only once Flower has asked them to (at its start and every 5 s),
+    # and Flower only sees events sent while it listens: post orders until it has seen one
+    # order's tasks.
+    def sees_a_new_order() -> bool:
+        warm_up = post_orders(stack, 1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if len(tasks_of(warm_up)) == 3:
+                return True
+            time.sleep(0.5)
+        return False
+
+    support.wait_for(sees_a_new_order, timeout=90, what="Flower to see an order's tasks")
 
     # When the ERP fails twice (503) before answering, and two more orders go through.
     stack.sandbox.set_faults("erp", fail_next=2, status=503)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -232,12 +230,10 @@ def test_with_postgresql_down_a_key_check_answers_503_not_500(
 ) -> None:
     key = new_key()
 
-    @contextmanager
-    def database_down() -> Iterator[None]:
+    def database_down(token: str) -> None:
         raise OperationalError("SELECT 1", {}, ConnectionError("connection refused"))
-        yield
 
-    monkeypatch.setattr(intake_auth, "unit_of_work", database_down)
+    monkeypatch.setattr(intake_auth.keys, "check_key", database_down)
     response = post(client, bearer(key))
 
     assert response.status_code == 503

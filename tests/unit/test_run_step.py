@@ -12,7 +12,16 @@ import pytest
 
 from hub.core.errors import DownstreamError, PermanentError, TransientError
 from hub.core.retry_policy import RetryPolicy
-from hub.core.steps import AlreadyDone, OrderNotFound, OrderSnapshot, Outcome, Started
+from hub.core.steps import (
+    AlreadyDone,
+    Begun,
+    BreakerNotClosed,
+    OrderNotFound,
+    OrderSnapshot,
+    Outcome,
+    RetryPlan,
+    Started,
+)
 from hub.services.run_step import Decision, Done, GiveUp, Retry, StepPorts, run_step
 
 ORDER = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -22,37 +31,58 @@ POLICY = RetryPolicy(max_attempts=3, base_delay=2.0, max_delay=60.0)
 
 @dataclass
 class FakeStore:
-    done: Outcome | None = None
+    done: bool = False
     attempts: int = 0
     missing: bool = False
+    # What the store reads of the breaker with the step's row: anything but closed sends the
+    # run to the breaker's slow gate first.
+    breaker_closed: bool = True
     failed: list[int] = field(default_factory=list)
     succeeded: list[int] = field(default_factory=list)
+    retries: list[tuple[int, int]] = field(default_factory=list)  # (attempt, delay)
 
-    def begin(self, order_id: uuid.UUID, step: str) -> Started | AlreadyDone:
+    def begin(self, order_id: uuid.UUID, step: str, *, gate_passed: bool) -> Begun:
         if self.missing:
             raise OrderNotFound(f"no order {order_id}")
-        if self.done is not None:
-            return AlreadyDone(self.done)
+        if self.done:
+            return AlreadyDone()
+        if not (self.breaker_closed or gate_passed):
+            return BreakerNotClosed()
         self.attempts += 1
         order = OrderSnapshot(order_id, {}, {}, "EUR", [{"sku": "A", "qty": 1}])
         return Started(order=order, attempt=self.attempts, earlier={})
 
     def succeed(
         self, order_id: uuid.UUID, step: str, *, attempt: int, outcome: Outcome, seconds: float
-    ) -> None:
+    ) -> bool:
         self.succeeded.append(attempt)
+        return self.breaker_closed
 
-    def fail(self, order_id: uuid.UUID, step: str, *, attempt: int, error: DownstreamError) -> None:
+    def fail(
+        self,
+        order_id: uuid.UUID,
+        step: str,
+        *,
+        attempt: int,
+        error: DownstreamError,
+        retry: RetryPlan | None,
+    ) -> None:
         self.failed.append(attempt)
+        if retry is not None:
+            self.retries.append((attempt, retry.delay_s))
 
 
 @dataclass
 class FakeSystem:
     error: DownstreamError | None = None
-    calls: int = 0
+    keys: list[str] = field(default_factory=list)
+
+    @property
+    def calls(self) -> int:
+        return len(self.keys)
 
     def __call__(self, started: Started, key: str) -> Outcome:
-        self.calls += 1
+        self.keys.append(key)
         if self.error is not None:
             raise self.error
         return Outcome("R-1", {"reservation_id": "R-1"})
@@ -60,25 +90,24 @@ class FakeSystem:
 
 @dataclass
 class FakeBreaker:
+    """The slow gate: held for ``open_for`` seconds, or let through (a probe)."""
+
     open_for: int | None = None
+    asked: int = 0
     noted: list[str] = field(default_factory=list)
 
     def hold(self, order_id: uuid.UUID, step: str, system: str) -> int | None:
+        self.asked += 1
         return self.open_for
 
-    def note(self, system: str, error: DownstreamError | None) -> None:
-        self.noted.append(f"{system}:{'ok' if error is None else error.kind}")
+    def note(self, system: str, error: DownstreamError | None, *, retried: bool = False) -> None:
+        outcome = "ok" if error is None else error.kind
+        self.noted.append(f"{system}:{outcome}{' (retry)' if retried else ''}")
 
 
 @dataclass
 class FakeRecorder:
-    retries: list[tuple[int, int]] = field(default_factory=list)  # (attempt, delay)
     give_ups: list[tuple[str, int]] = field(default_factory=list)  # (kind, attempts)
-
-    def retry_scheduled(
-        self, order_id: uuid.UUID, step: str, *, error: DownstreamError, attempt: int, delay: int
-    ) -> None:
-        self.retries.append((attempt, delay))
 
     def gave_up(
         self, order_id: uuid.UUID, step: str, *, kind: str, error: DownstreamError, attempts: int
@@ -119,13 +148,22 @@ class Case:
     retries: list[tuple[int, int]]
     give_ups: list[tuple[str, int]]
     noted: list[str]
+    gate_asked: int = 0
 
+
+NOT_CLOSED = FakeStore(breaker_closed=False)
 
 CASES = {
-    "breaker open: deferred, system not called, no attempt spent": Case(
-        World(breaker=FakeBreaker(open_for=7)), Retry(7), 0, 0, [], [], []
+    "breaker open: held back, system not called, no attempt spent": Case(
+        World(store=NOT_CLOSED, breaker=FakeBreaker(open_for=7)), Retry(7), 0, 0, [], [], [], 1
     ),
-    "transient error: retried after the backoff, failure counted by the breaker": Case(
+    "breaker half-open: a probe goes through and its success is told to the breaker": Case(
+        World(store=FakeStore(breaker_closed=False)), Done(), 1, 1, [], [], ["erp:ok"], 1
+    ),
+    "breaker closed: the slow gate is not asked, a success not told": Case(
+        World(), Done(), 1, 1, [], [], [], 0
+    ),
+    "transient error: retried after the backoff, failure told to the breaker": Case(
         World(system=FakeSystem(TRANSIENT)),
         Retry(2, TRANSIENT),
         1,
@@ -159,13 +197,19 @@ CASES = {
         3,
         [],
         [("exhausted", 3)],
-        ["erp:transient"],
+        ["erp:transient (retry)"],
     ),
-    "success: done, success noted by the breaker": Case(
-        World(), Done(Outcome("R-1", {"reservation_id": "R-1"})), 1, 1, [], [], ["erp:ok"]
+    "already done: not called again": Case(
+        World(store=FakeStore(done=True)), Done(), 0, 0, [], [], []
     ),
-    "already done: not called again, its outcome passed on": Case(
-        World(store=FakeStore(done=Outcome("R-0"))), Done(Outcome("R-0")), 0, 0, [], [], ["erp:ok"]
+    "already done while the breaker is open: not called, not held": Case(
+        World(store=FakeStore(done=True, breaker_closed=False), breaker=FakeBreaker(open_for=7)),
+        Done(),
+        0,
+        0,
+        [],
+        [],
+        [],
     ),
     "unknown order: given up without a record": Case(
         World(store=FakeStore(missing=True)), GiveUp(f"no order {ORDER}"), 0, 0, [], [], []
@@ -180,6 +224,23 @@ def test_run_step(case: Case) -> None:
     assert decision == case.decision
     assert world.system.calls == case.calls
     assert world.store.attempts == case.attempts
-    assert world.recorder.retries == case.retries
+    assert world.store.retries == case.retries
     assert world.recorder.give_ups == case.give_ups
     assert world.breaker.noted == case.noted
+    assert world.breaker.asked == case.gate_asked
+
+
+def test_every_call_carries_the_order_and_step_as_its_idempotency_key() -> None:
+    world = World()
+    world.run()
+    assert world.system.keys == [f"{ORDER}:inventory"]
+
+
+def test_a_retry_counts_the_next_attempt_and_calls_with_the_same_key() -> None:
+    world = World(system=FakeSystem(TRANSIENT))
+    world.run()
+    world.system.error = None
+    assert world.run() == Done()
+    assert world.store.attempts == 2
+    assert world.system.keys == [f"{ORDER}:inventory"] * 2
+    assert world.store.failed == [1] and world.store.succeeded == [2]

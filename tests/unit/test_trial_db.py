@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.core.breaker_policy import BreakerPolicy
+from hub.core.breaker import BreakerPolicy
 from hub.core.errors import TransientError
 from hub.core.schemas import OrderIn
 from hub.db import audit, breaker, migrate
@@ -76,14 +76,14 @@ def test_times_come_back_aware_in_utc(sessions: sessionmaker[Session]) -> None:
 
 
 def test_the_shared_breaker_opens_and_holds_calls(sessions: sessionmaker[Session]) -> None:
-    policy = BreakerPolicy(threshold=2, cooldown=30)
+    policy = BreakerPolicy(min_calls=2, min_retry_failures=0, cooldown=30)
     down = TransientError("erp", "connection refused")
     for _ in range(2):
         with sessions.begin() as session:
-            breaker.after_failure(session, "erp", policy, down)
+            breaker.record_outcome(session, "erp", policy, error=down)
 
     with sessions.begin() as session:
-        decision = breaker.before_call(session, "erp", policy)
+        admission = breaker.admit_call(session, "erp", policy)
         state = session.get(BreakerState, "erp")
-    assert not decision.allowed and 0 < decision.wait <= 30
-    assert state is not None and state.state == "open"
+    assert not admission.allowed and 0 < admission.wait <= 30
+    assert state is not None and state.state == "open" and state.held == 1

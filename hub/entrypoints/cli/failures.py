@@ -271,16 +271,35 @@ def breakers() -> None:
     require_services(settings, rabbitmq=False)
     with unit_of_work() as session:
         rows = session.scalars(select(BreakerState).order_by(BreakerState.system)).all()
-    table = Table("system", "state", "consecutive failures", "open since", "next call at")
+    now = datetime.now(UTC)
+    window = settings.breaker.window
+    table = Table(
+        "system", "state", "window calls", "failure rate", "probes", "held", "open since", "next"
+    )
     for row in rows:
+        counting = row.window_started_at is not None and (
+            (now - row.window_started_at).total_seconds() < window
+        )
+        calls, failures = (row.calls, row.failures) if counting else (0, 0)
         table.add_row(
             row.system,
             row.state,
-            str(row.consecutive_failures),
+            str(calls),
+            f"{failures / calls:.0%}" if calls else "-",
+            f"{row.probe_successes} ok / {row.probe_failures} failed of {row.probes}"
+            if row.state == "half_open"
+            else "-",
+            str(row.held),
             str(row.opened_at or ""),
-            str(row.retry_at or ""),
+            str(row.retry_at or "") if row.state != "closed" else "",
         )
-    out.print(table if rows else "no breaker has tripped yet: all closed")
+    out.print(table if rows else "no system has failed lately: all breakers closed")
+    policy = settings.breaker
+    out.print(
+        f"opens when {policy.failure_rate:.0%} of at least {policy.min_calls} calls in "
+        f"{policy.window:g} s failed, {policy.min_retry_failures} of them retries; rests "
+        f"{policy.cooldown:g} s, then {policy.half_open_calls} probes"
+    )
 
 
 def register(cli: typer.Typer) -> None:

@@ -16,7 +16,6 @@ from hub.broker.topology import Topology
 from hub.core.pipeline import STEPS
 from hub.db import migrate as migrations
 from hub.db.engine import unit_of_work
-from hub.entrypoints.api import create_api
 from hub.entrypoints.cli import failures as cli_failures
 from hub.entrypoints.cli import flower as flower_commands
 from hub.entrypoints.cli import keys, reconcile
@@ -31,7 +30,6 @@ from hub.entrypoints.cli.support import (
 from hub.entrypoints.cli.timeline import print_timeline
 from hub.entrypoints.relay import run_relay
 from hub.observability.logs import configure_logging
-from hub.observability.request_log import RequestLog
 from hub.services import dead_letters
 from hub.services.orders import find_order, order_view
 from tasks.app import app as celery_app
@@ -65,7 +63,10 @@ def api() -> None:
     require_services(settings)
     configure_logging("api", fmt=settings.log_format, level=settings.log_level)
     uvicorn.run(
-        RequestLog(create_api(settings)),
+        # A factory by name: with several processes, uvicorn builds the app in each of them.
+        "hub.entrypoints.api:served_api",
+        factory=True,
+        workers=settings.api_processes,
         host=settings.api_host,
         port=settings.api_port,
         log_level="warning",
@@ -98,6 +99,7 @@ def relay() -> None:
             bootstrap.chain_publisher(settings),
             batch_size=settings.relay_batch_size,
             interval=settings.relay_interval,
+            grace=settings.relay_grace,
             stop=stop,
             drain_failures=drain_failures,
         )

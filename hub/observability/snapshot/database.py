@@ -13,7 +13,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from hub.db import audit
 from hub.db.engine import engine_for
 from hub.observability.health import PG_START, ServiceDown
-from hub.observability.snapshot.facts import LATENCY_BUCKETS, DatabaseFacts, Latency
+from hub.observability.snapshot.facts import (
+    LATENCY_BUCKETS,
+    BreakerWindow,
+    DatabaseFacts,
+    Latency,
+)
 from hub.settings import Settings
 
 log = logging.getLogger("hub.snapshot")
@@ -43,7 +48,14 @@ _FAILURES = text(
     "SELECT step, error_kind, count(*) FROM failures WHERE state = 'open' GROUP BY step, error_kind"
 )
 
-_BREAKERS = text("SELECT system, state FROM breakers")
+# A window older than the breaker's counts nothing any more (the next failure starts anew).
+_BREAKERS = text(
+    "SELECT system, state, held,"
+    " CASE WHEN window_started_at > now() - make_interval(secs => :window) THEN calls ELSE 0 END,"
+    " CASE WHEN window_started_at > now() - make_interval(secs => :window)"
+    " THEN failures ELSE 0 END"
+    " FROM breakers"
+)
 
 
 def where(settings: Settings) -> str:
@@ -61,7 +73,7 @@ def read_database(settings: Settings, *, timeout: float = 3.0) -> DatabaseFacts 
                 text("SELECT set_config('statement_timeout', :ms, true)"),
                 {"ms": str(int(timeout * 1000))},
             )
-            return _facts(connection)
+            return _facts(connection, window=settings.breaker.window)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         log.info("snapshot: PostgreSQL not readable: %s", reason)
@@ -70,7 +82,7 @@ def read_database(settings: Settings, *, timeout: float = 3.0) -> DatabaseFacts 
         return ServiceDown("PostgreSQL", where(settings), reason, hint)
 
 
-def _facts(connection: Connection) -> DatabaseFacts:
+def _facts(connection: Connection, *, window: float) -> DatabaseFacts:
     orders = {str(status): int(n) for status, n in connection.execute(_ORDERS)}
     events = connection.execute(
         _EVENTS,
@@ -86,13 +98,19 @@ def _facts(connection: Connection) -> DatabaseFacts:
     counted = _count_events(list(events))
     backlog, age = connection.execute(_OUTBOX).one()
     failures = {(str(step), str(kind)): int(n) for step, kind, n in connection.execute(_FAILURES)}
-    breakers = {str(system): str(state) for system, state in connection.execute(_BREAKERS)}
+    rows = connection.execute(_BREAKERS, {"window": window}).all()
+    breakers = {str(system): str(state) for system, state, *_ in rows}
+    windows = {
+        str(system): BreakerWindow(calls=int(calls), failures=int(failures), held=int(held))
+        for system, _, held, calls, failures in rows
+    }
     return DatabaseFacts(
         orders_by_status=orders,
         outbox_backlog=int(backlog),
         outbox_oldest_age_seconds=float(age),
         failures_open=failures,
         breakers=breakers,
+        breaker_windows=windows,
         **counted,
     )
 

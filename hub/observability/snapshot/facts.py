@@ -40,6 +40,22 @@ class DatabaseFacts:
     # (step, error kind) -> open failure records
     failures_open: dict[tuple[str, str], int] = field(default_factory=dict)
     breakers: dict[str, str] = field(default_factory=dict)
+    # What each breaker is deciding on: its window's calls and failures, steps held back.
+    breaker_windows: dict[str, BreakerWindow] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BreakerWindow:
+    # Calls and failures counted since the window's first failure (0 while the system answers
+    # well, or once the window has expired).
+    calls: int = 0
+    failures: int = 0
+    # Steps held back in the broker since the breaker last opened.
+    held: int = 0
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failures / self.calls if self.calls else 0.0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,371 @@
+"""The statements run for every step of every order, one round trip each (PostgreSQL).
+
+Each move of a step is one data-modifying CTE, sent on an autocommit connection: the statement
+is its own transaction, so there is no BEGIN or COMMIT to wait for, and nothing is loaded that
+the move does not need. ``tests/integration/test_hot_path.py`` counts them, so they cannot
+silently grow again. SQLite (trial mode) runs the portable ``hub.db.step_store`` code instead.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from sqlalchemy import Engine, text
+
+from hub.core.errors import DownstreamError
+from hub.core.pipeline import STEPS, SYSTEM_OF_STEP
+from hub.core.schemas import OrderIn
+from hub.core.steps import (
+    AlreadyDone,
+    Begun,
+    BreakerNotClosed,
+    OrderNotFound,
+    OrderSnapshot,
+    Outcome,
+    RetryPlan,
+    Started,
+)
+from hub.db.engine import autocommit
+from hub.db.step_store import error_detail, retry_detail
+
+# A step's start. Under the step row's lock (taken by the UPDATE, which re-checks its WHERE on
+# the newest row version if another delivery changed it meanwhile): one more attempt, the step
+# running, the order processing on its first move, and the audit row. The attempt is spent only
+# while the system's breaker is closed, unless the caller already passed the breaker's gate.
+# Returns what the downstream call needs; `attempt` is NULL when nothing was started (the step
+# had succeeded, or the breaker is not closed), and no row at all when the order is unknown.
+START_STEP = text(
+    """
+WITH gate AS (
+    SELECT coalesce(
+        (SELECT state FROM breakers WHERE system = :system), 'closed'
+    ) AS breaker
+),
+started AS (
+    UPDATE step_outcomes
+    SET attempts = attempts + 1, status = 'running', updated_at = now()
+    WHERE order_id = :order_id AND step = :step AND status <> 'succeeded'
+      AND (:gate_passed OR (SELECT breaker FROM gate) = 'closed')
+    RETURNING attempts
+),
+processing AS (
+    UPDATE orders SET status = 'processing', updated_at = now()
+    WHERE id = :order_id AND status = 'received' AND EXISTS (SELECT 1 FROM started)
+),
+audited AS (
+    INSERT INTO integration_events
+        (id, event_type, status, created_at, order_id, step, attempt, detail)
+    SELECT gen_random_uuid(), 'step.started', 'ok', clock_timestamp(), CAST(:order_id AS uuid),
+           :step, attempts, '{}'::jsonb
+    FROM started
+)
+SELECT
+    (SELECT breaker FROM gate) AS breaker,
+    (SELECT attempts FROM started) AS attempt,
+    (SELECT status FROM step_outcomes WHERE order_id = :order_id AND step = :step) AS step_status,
+    o.customer, o.ship_to, o.currency,
+    (SELECT json_agg(json_build_object(
+                'sku', l.sku, 'qty', l.qty, 'unit_price', l.unit_price::text)
+            ORDER BY l.position)
+     FROM order_lines l WHERE l.order_id = o.id) AS lines,
+    (SELECT json_object_agg(s.step, s.downstream_id)
+     FROM step_outcomes s
+     WHERE s.order_id = o.id AND s.status = 'succeeded' AND s.step <> :step) AS earlier
+FROM orders o
+WHERE o.id = :order_id
+"""
+)
+
+# A step's success: the outcome (unless a concurrent delivery recorded it first), the order's
+# completion after its last step, their audit rows, and the breaker's count of calls while it
+# is counting (a closed breaker with no recent failure matches no row: nothing is written).
+# Returns the breaker's state, so that a probe's success can close it (the slow path).
+SUCCEED_STEP = text(
+    """
+WITH done AS (
+    UPDATE step_outcomes
+    SET status = 'succeeded', downstream_id = :downstream_id, result = CAST(:result AS jsonb),
+        last_error = NULL, updated_at = now()
+    WHERE order_id = :order_id AND step = :step AND status <> 'succeeded'
+    RETURNING step
+),
+completed AS (
+    UPDATE orders SET status = 'completed', updated_at = now()
+    WHERE id = :order_id AND :last_step AND EXISTS (SELECT 1 FROM done)
+    RETURNING id
+),
+audited AS (
+    INSERT INTO integration_events
+        (id, event_type, status, created_at, order_id, step, attempt, detail)
+    SELECT gen_random_uuid(), 'step.succeeded', 'ok', clock_timestamp(),
+           CAST(:order_id AS uuid), :step, :attempt, CAST(:detail AS jsonb)
+    FROM done
+    UNION ALL
+    SELECT gen_random_uuid(), 'order.completed', 'ok', clock_timestamp(),
+           CAST(:order_id AS uuid), NULL, NULL, '{}'::jsonb
+    FROM completed
+),
+counted AS (
+    UPDATE breakers SET calls = calls + 1
+    WHERE system = :system AND state = 'closed'
+      AND window_started_at > now() - make_interval(secs => :window)
+)
+SELECT coalesce((SELECT state FROM breakers WHERE system = :system), 'closed') AS breaker
+"""
+)
+
+
+# A call's outcome counted by a breaker that is already counting (closed, its window live):
+# the common case of a failure while a system is flaky. Returns the window's new counts, so the
+# caller can see whether they now say the system is down; no row means the slow path decides
+# (no window yet, or an expired one, or a breaker that is not closed).
+COUNT_CALL = text(
+    """
+UPDATE breakers
+SET calls = calls + 1, failures = failures + :failed,
+    retry_failures = retry_failures + :retry_failed, updated_at = now()
+WHERE system = :system AND state = 'closed'
+  AND window_started_at > now() - make_interval(secs => :window)
+RETURNING calls, failures, retry_failures
+"""
+)
+
+# A redelivered step that had already succeeded: only the audit row (a rare path).
+SKIPPED = text(
+    """
+INSERT INTO integration_events
+    (id, event_type, status, created_at, order_id, step, attempt, detail)
+SELECT gen_random_uuid(), 'step.skipped', 'ok', clock_timestamp(), order_id, step, attempts,
+       jsonb_build_object('downstream_id', downstream_id,
+                          'reason', 'already succeeded; stored result passed on')
+FROM step_outcomes
+WHERE order_id = CAST(:order_id AS uuid) AND step = :step
+"""
+)
+
+# A failed attempt: the step's error (unless a concurrent delivery succeeded), its audit row,
+# and the retry it will get, if any (`retry_detail` NULL: none).
+FAIL_STEP = text(
+    """
+WITH failed AS (
+    UPDATE step_outcomes
+    SET status = 'error', last_error = :last_error, updated_at = now()
+    WHERE order_id = :order_id AND step = :step AND status <> 'succeeded'
+    RETURNING step
+)
+INSERT INTO integration_events
+    (id, event_type, status, created_at, order_id, step, attempt, detail)
+SELECT gen_random_uuid(), 'step.failed', 'error', clock_timestamp(), CAST(:order_id AS uuid),
+       :step, :attempt, CAST(:detail AS jsonb)
+FROM failed
+UNION ALL
+SELECT gen_random_uuid(), 'step.retry_scheduled', 'retry', clock_timestamp(),
+       CAST(:order_id AS uuid), :step, :attempt, CAST(:retry_detail AS jsonb)
+FROM failed
+WHERE CAST(:retry_detail AS jsonb) IS NOT NULL
+"""
+)
+# An order accepted: the order, its lines, its steps, its outbox row and its audit row. A repeat
+# (same external id or Idempotency-Key) inserts nothing: the unique indexes make a concurrent
+# twin wait for the first one's commit, then ON CONFLICT skips it, and no row comes back.
+ACCEPT_ORDER = text(
+    """
+WITH new_order AS (
+    INSERT INTO orders
+        (id, external_id, idempotency_key, status, customer, ship_to, currency,
+         created_at, updated_at)
+    VALUES (CAST(:order_id AS uuid), :external_id, :idempotency_key, 'received',
+            CAST(:customer AS jsonb), CAST(:ship_to AS jsonb), :currency, now(), now())
+    ON CONFLICT DO NOTHING
+    RETURNING id
+),
+lines AS (
+    INSERT INTO order_lines (order_id, position, sku, qty, unit_price)
+    SELECT new_order.id, line.position - 1, line.item ->> 'sku', (line.item ->> 'qty')::int,
+           (line.item ->> 'unit_price')::numeric
+    FROM new_order,
+         jsonb_array_elements(CAST(:lines AS jsonb)) WITH ORDINALITY AS line(item, position)
+),
+steps AS (
+    INSERT INTO step_outcomes (order_id, step, status, attempts, updated_at)
+    SELECT new_order.id, step, 'pending', 0, now()
+    FROM new_order, unnest(CAST(:steps AS text[])) AS step
+),
+queued AS (
+    INSERT INTO outbox (order_id, start_step, created_at, publish_attempts)
+    SELECT id, :first_step, now(), 0 FROM new_order
+    RETURNING id
+),
+audited AS (
+    INSERT INTO integration_events
+        (id, event_type, status, created_at, order_id, step, attempt, detail)
+    SELECT gen_random_uuid(), 'order.received', 'ok', clock_timestamp(), id, NULL, NULL,
+           CAST(:detail AS jsonb)
+    FROM new_order
+)
+SELECT (SELECT id FROM queued) AS outbox_id
+"""
+)
+
+# The intake's fast path after the broker confirmed its publish: the row marked sent and the
+# audit row, without a lock (the relay leaves rows this young alone, so nothing races here;
+# if the relay did publish it too, the steps are idempotent).
+MARK_SENT = text(
+    """
+WITH sent AS (
+    UPDATE outbox SET sent_at = now(), publish_attempts = publish_attempts + 1
+    WHERE id = :outbox_id AND sent_at IS NULL
+    RETURNING id, order_id, start_step
+)
+INSERT INTO integration_events
+    (id, event_type, status, created_at, order_id, step, attempt, detail)
+SELECT gen_random_uuid(), 'order.queued', 'ok', clock_timestamp(), order_id, start_step, NULL,
+       jsonb_build_object('outbox_id', id)
+FROM sent
+"""
+)
+
+
+class PostgresStepStore:
+    """The ``StepStore`` of production: each move of a step is one statement."""
+
+    def __init__(self, engine: Engine, *, breaker_window: float) -> None:
+        # Autocommit: each statement is its own transaction, so a move costs one round trip.
+        self._engine = autocommit(engine)
+        self._window = breaker_window
+
+    def begin(self, order_id: uuid.UUID, step: str, *, gate_passed: bool) -> Begun:
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                START_STEP,
+                {
+                    "order_id": str(order_id),
+                    "step": step,
+                    "system": SYSTEM_OF_STEP[step],
+                    "gate_passed": gate_passed,
+                },
+            ).one_or_none()
+            if row is None or row.step_status is None:
+                raise OrderNotFound(f"order {order_id} has no step {step}")
+            if row.attempt is not None:
+                return Started(
+                    order=OrderSnapshot(
+                        id=order_id,
+                        customer=row.customer,
+                        ship_to=row.ship_to,
+                        currency=row.currency,
+                        lines=row.lines or [],
+                    ),
+                    attempt=row.attempt,
+                    earlier=row.earlier or {},
+                )
+            if row.breaker != "closed" and not gate_passed:
+                return BreakerNotClosed()
+            connection.execute(
+                SKIPPED,
+                {"order_id": str(order_id), "step": step},
+            )
+            return AlreadyDone()
+
+    def succeed(
+        self, order_id: uuid.UUID, step: str, *, attempt: int, outcome: Outcome, seconds: float
+    ) -> bool:
+        with self._engine.connect() as connection:
+            breaker = connection.execute(
+                SUCCEED_STEP,
+                {
+                    "order_id": str(order_id),
+                    "step": step,
+                    "system": SYSTEM_OF_STEP[step],
+                    "attempt": attempt,
+                    "downstream_id": outcome.downstream_id,
+                    "result": json.dumps(outcome.result),
+                    "detail": json.dumps(
+                        {
+                            "downstream_id": outcome.downstream_id,
+                            "duration_ms": round(seconds * 1000, 1),
+                        }
+                    ),
+                    "last_step": step == STEPS[-1],
+                    "window": self._window,
+                },
+            ).scalar_one()
+        return bool(breaker == "closed")
+
+    def fail(
+        self,
+        order_id: uuid.UUID,
+        step: str,
+        *,
+        attempt: int,
+        error: DownstreamError,
+        retry: RetryPlan | None,
+    ) -> None:
+        with self._engine.connect() as connection:
+            connection.execute(
+                FAIL_STEP,
+                {
+                    "order_id": str(order_id),
+                    "step": step,
+                    "attempt": attempt,
+                    "last_error": str(error)[:1000],
+                    "detail": json.dumps(error_detail(error)),
+                    "retry_detail": None
+                    if retry is None
+                    else json.dumps(retry_detail(error, retry)),
+                },
+            )
+
+
+def insert_order(
+    engine: Engine, *, order_id: uuid.UUID, order: OrderIn, idempotency_key: str | None
+) -> int | None:
+    """Store a new order in one statement; its outbox row's id, or None for a repeat."""
+    with autocommit(engine).connect() as connection:
+        outbox_id = connection.execute(
+            ACCEPT_ORDER,
+            {
+                "order_id": str(order_id),
+                "external_id": order.external_id,
+                "idempotency_key": idempotency_key,
+                "customer": order.customer.model_dump_json(),
+                "ship_to": order.ship_to.model_dump_json(),
+                "currency": order.currency,
+                "lines": json.dumps([line.model_dump() for line in order.lines]),
+                "steps": list(STEPS),
+                "first_step": STEPS[0],
+                "detail": json.dumps(
+                    {
+                        "external_id": order.external_id,
+                        "lines": len(order.lines),
+                        "via_idempotency_key": idempotency_key is not None,
+                    }
+                ),
+            },
+        ).scalar_one()
+    return None if outbox_id is None else int(outbox_id)
+
+
+def mark_sent(engine: Engine, outbox_id: int) -> None:
+    """The fast path's publish was confirmed: the row is sent (one statement, no lock)."""
+    with autocommit(engine).connect() as connection:
+        connection.execute(MARK_SENT, {"outbox_id": outbox_id})
+
+
+def count_call(
+    engine: Engine, system: str, *, failed: bool, retried: bool, window: float
+) -> tuple[int, int, int] | None:
+    """Count a call in a live window in one statement: (calls, failures, retry failures), or
+    None when the breaker's slow path must decide."""
+    with autocommit(engine).connect() as connection:
+        row = connection.execute(
+            COUNT_CALL,
+            {
+                "system": system,
+                "failed": int(failed),
+                "retry_failed": int(failed and retried),
+                "window": window,
+            },
+        ).one_or_none()
+    return None if row is None else (int(row[0]), int(row[1]), int(row[2]))

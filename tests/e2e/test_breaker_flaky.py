@@ -1,0 +1,93 @@
+"""The breaker against systems that half work, and against one that is down.
+
+A half-working system must get its full useful rate (retries finish every order), and a dead
+one only a trickle of calls. Each case drains 200 orders and compares its rate with a healthy
+run of the same size in the same test, so the machine's speed cancels out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from hub.settings import get_settings
+from tests.e2e.conftest import Stack
+from tests.e2e.test_flow import assert_exactly_once, post_orders, wait_completed
+
+ORDERS = 200
+
+
+def drain_rate(stack: Stack, *, orders: int = ORDERS) -> tuple[float, list[str]]:
+    """Orders per second from the first post to the last completion."""
+    started = time.monotonic()
+    order_ids = post_orders(stack, orders)
+    wait_completed(order_ids, timeout=240)
+    return orders / (time.monotonic() - started), order_ids
+
+
+def compare_with_healthy(stack: Stack, break_systems: Callable[[], None]) -> None:
+    healthy, healthy_ids = drain_rate(stack)
+    assert_exactly_once(stack, healthy_ids)
+
+    break_systems()
+    flaky, flaky_ids = drain_rate(stack)
+    stack.sandbox.clear_faults()
+
+    assert_exactly_once(stack, flaky_ids)
+    ratio = flaky / healthy
+    print(f"healthy {healthy:.1f}/s, half-working {flaky:.1f}/s, ratio {ratio:.2f}")
+    assert ratio >= 0.5, f"drained at {flaky:.1f}/s against {healthy:.1f}/s healthy ({ratio:.2f})"
+
+
+def test_systems_failing_the_first_call_of_every_key_still_drain_at_half_the_healthy_rate(
+    stack: Stack,
+) -> None:
+    def first_calls_fail() -> None:
+        # The ERP behind a proxy answering an HTML 503 with an HTTP-date Retry-After; the
+        # warehouse dropping the connection. Every retry goes through.
+        stack.sandbox.set_faults(
+            "erp",
+            first_call_fails=True,
+            status=503,
+            body="html",
+            retry_after=1,
+            retry_after_date=True,
+        )
+        stack.sandbox.set_faults("warehouse", first_call_fails=True, body="reset")
+
+    compare_with_healthy(stack, first_calls_fail)
+
+
+def test_a_system_failing_forty_percent_of_its_calls_still_drains_at_half_the_healthy_rate(
+    stack: Stack,
+) -> None:
+    compare_with_healthy(stack, lambda: stack.sandbox.set_faults("erp", error_rate=0.4, status=503))
+
+
+def test_a_system_down_for_thirty_seconds_gets_a_trickle_of_calls_and_every_order_after(
+    stack: Stack,
+) -> None:
+    policy = get_settings().breaker
+    erp = stack.sandbox.control("erp")
+    calls_before = erp.ledger()["calls"]
+    erp.set_faults(down=True)
+    outage_started = time.monotonic()
+    order_ids: list[str] = []
+    while time.monotonic() - outage_started < 30:  # a stream of orders through the outage
+        order_ids += post_orders(stack, 3)
+        time.sleep(0.5)
+    calls_during = erp.ledger()["calls"] - calls_before
+    outage = time.monotonic() - outage_started
+    erp.clear_faults()
+
+    wait_completed(order_ids, timeout=180)
+    assert_exactly_once(stack, order_ids)
+    # Before it opens: the first calls of the orders arriving until `min_retry_failures` retries
+    # have failed (retries come a second or two after their first call: at 6 orders a second,
+    # about 20 orders) with those retries, and the calls in flight on the 4 pool processes;
+    # then at most one round of probes per rest.
+    rounds = int(outage / policy.cooldown) + 1
+    bound = 40 + 4 + rounds * policy.half_open_calls
+    print(f"{calls_during} ERP calls during a {outage:.0f} s outage with {len(order_ids)} orders")
+    assert calls_during <= bound, f"{calls_during} ERP calls during the outage, bound {bound}"
+    assert calls_during < len(order_ids) / 2
