@@ -23,6 +23,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    UniqueConstraint,
     Uuid,
     func,
 )
@@ -57,10 +58,14 @@ class Order(Base):
     __tablename__ = "orders"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    # Whose order it is: the sender of the API key it came with (hub.core.senders for the
+    # two owners no key has). A sender sees only its own orders.
+    sender: Mapped[str] = mapped_column(String(64))
+    # Unique per sender: two CRMs may both send "CRM-1001" and get two orders.
+    external_id: Mapped[str] = mapped_column(String(128))
     # The sender's Idempotency-Key header, when it sent one: a repeat with the same key is the
-    # same order even if its external id differs.
-    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    # same order even if its external id differs (per sender too).
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16), default="received")
     customer: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     ship_to: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
@@ -77,7 +82,12 @@ class Order(Base):
         back_populates="order", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (Index("ix_orders_status", "status"),)
+    __table_args__ = (
+        Index("ix_orders_status", "status"),
+        # external_id first: operators look an order up by external id alone, across senders.
+        UniqueConstraint("external_id", "sender", name="uq_orders_external_id_sender"),
+        UniqueConstraint("sender", "idempotency_key", name="uq_orders_sender_idempotency_key"),
+    )
 
 
 class OrderLine(Base):

@@ -33,7 +33,7 @@ from hub.entrypoints.relay import run_relay
 from hub.observability.logs import configure_logging
 from hub.observability.request_log import RequestLog
 from hub.services import dead_letters
-from hub.services.orders import find_order, order_view
+from hub.services.orders import AmbiguousOrder, find_order, order_view
 from tasks.app import app as celery_app
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Order integration hub.")
@@ -159,7 +159,11 @@ def timeline(ref: Annotated[str, typer.Argument(help="order id or external id")]
     settings = settings_or_exit()
     require_services(settings, rabbitmq=False)
     with unit_of_work() as session:
-        order = find_order(session, ref)
+        try:  # operators see every sender's orders
+            order = find_order(session, ref, sender=None)
+        except AmbiguousOrder as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
         if order is None:
             err.print(f"[red]no order with id or external id {ref!r}[/red]")
             raise typer.Exit(1)
