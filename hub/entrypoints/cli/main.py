@@ -30,6 +30,7 @@ from hub.entrypoints.cli.support import (
 )
 from hub.entrypoints.cli.timeline import print_timeline
 from hub.entrypoints.relay import run_relay
+from hub.entrypoints.relay_chores import relay_chores
 from hub.observability.logs import configure_logging
 from hub.observability.request_log import RequestLog
 from hub.services import dead_letters
@@ -100,6 +101,7 @@ def relay() -> None:
             interval=settings.relay_interval,
             stop=stop,
             drain_failures=drain_failures,
+            chores=relay_chores(settings, topology, connection),
         )
 
 
