@@ -7,6 +7,7 @@ from kombu.connection import Connection
 from hub.broker.depths import QueueDepths
 from hub.broker.topology import Topology
 from hub.entrypoints.relay import Chore
+from hub.services import audit_rollup
 from hub.services.sweeper import sweep_once
 from hub.settings import Settings
 
@@ -30,9 +31,17 @@ def sweep_chore(settings: Settings, topology: Topology, connection: Connection) 
     return Chore("sweep stalled chains", settings.sweep_interval, run)
 
 
+# Folding is cheap when caught up (one probe of the seq index); often enough that a scrape's
+# rows not yet folded stay a few minutes' worth.
+FOLD_EVERY = 30.0
+
+
 def relay_chores(settings: Settings, topology: Topology, connection: Connection) -> list[Chore]:
     if settings.trial:
-        # Trial mode's SQLite cannot run the sweeper's query (LATERAL, SKIP LOCKED); a demo's
-        # chains are short-lived anyway.
+        # Trial mode's SQLite cannot run these queries (LATERAL, SKIP LOCKED, FILTER on JSON);
+        # a demo's history is small anyway.
         return []
-    return [sweep_chore(settings, topology, connection)]
+    return [
+        sweep_chore(settings, topology, connection),
+        Chore("fold audit rows into counts", FOLD_EVERY, audit_rollup.fold),
+    ]
