@@ -19,7 +19,7 @@ from hub.db.engine import unit_of_work
 from hub.entrypoints.api import create_api
 from hub.entrypoints.cli import failures as cli_failures
 from hub.entrypoints.cli import flower as flower_commands
-from hub.entrypoints.cli import keys, reconcile
+from hub.entrypoints.cli import keys, prune, reconcile
 from hub.entrypoints.cli import status as status_commands
 from hub.entrypoints.cli.support import (
     err,
@@ -187,3 +187,4 @@ cli.add_typer(keys.keys_cli, name="keys")
 flower_commands.register(cli)
 status_commands.register(cli)
 reconcile.register(cli)
+prune.register(cli)
