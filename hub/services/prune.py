@@ -93,13 +93,15 @@ def _prune_table(
     total = 0
     while True:
         with unit_of_work() as session:
-            deleted = session.execute(
-                text(
-                    f"DELETE FROM {table} WHERE id IN"
-                    f" (SELECT id {table_rows} ORDER BY id LIMIT :batch)"
-                ),
-                {"cutoff": cutoff, "batch": batch},
-            ).rowcount
+            deleted = len(
+                session.execute(
+                    text(
+                        f"DELETE FROM {table} WHERE id IN"
+                        f" (SELECT id {table_rows} ORDER BY id LIMIT :batch) RETURNING id"
+                    ),
+                    {"cutoff": cutoff, "batch": batch},
+                ).all()
+            )
         total += deleted
         if deleted < batch:
             return total

@@ -18,7 +18,9 @@ UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 def parse_age(text: str) -> timedelta:
     match = AGE.match(text.strip())
     if not match:
-        raise typer.BadParameter(f"{text!r} is not an age like 90d, 12w or 48h", "--older-than")
+        raise typer.BadParameter(
+            f"{text!r} is not an age like 90d, 12w or 48h", param_hint="--older-than"
+        )
     amount, unit = match.groups()
     return timedelta(**{UNITS[unit]: int(amount)})
 
