@@ -115,5 +115,8 @@ reconcile: venv ## the hub's records against the sandbox ledgers; exit 1 on any 
 prune: venv ## delete settled history: make prune [OLDER_THAN=90d] [DRY=1] (run with DRY=1 first)
 	$(HUB) prune --older-than $(or $(OLDER_THAN),90d) $(if $(DRY),--dry-run)
 
+doctor: venv ## what operators get wrong (vhost, queues, stranded retries, workers), with fixes
+	$(HUB) doctor
+
 clean: ## remove the virtual environment and run files
 	rm -rf $(VENV) var

@@ -17,9 +17,9 @@ from hub.core.pipeline import STEPS
 from hub.db import migrate as migrations
 from hub.db.engine import unit_of_work
 from hub.entrypoints.api import create_api
+from hub.entrypoints.cli import doctor, keys, prune, reconcile
 from hub.entrypoints.cli import failures as cli_failures
 from hub.entrypoints.cli import flower as flower_commands
-from hub.entrypoints.cli import keys, prune, reconcile
 from hub.entrypoints.cli import status as status_commands
 from hub.entrypoints.cli.support import (
     err,
@@ -188,3 +188,4 @@ flower_commands.register(cli)
 status_commands.register(cli)
 reconcile.register(cli)
 prune.register(cli)
+doctor.register(cli)
