@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
 .PHONY: help venv browser demo test lint typecheck migrate api worker relay sandbox flower failures replay \
-        status timeline bench docs-figures chaos reconcile clean \
+        status timeline bench docs-figures chaos reconcile prune doctor clean \
         cluster-up cluster-down cluster-status cluster-chaos
 
 help: ## list the targets
@@ -111,6 +111,12 @@ cluster-chaos: venv ## orders while cluster nodes are killed and stopped; then t
 
 reconcile: venv ## the hub's records against the sandbox ledgers; exit 1 on any disagreement
 	$(HUB) reconcile $(if $(SETTLED),--settled) $(ARGS)
+
+prune: venv ## delete settled history: make prune [OLDER_THAN=90d] [DRY=1] (run with DRY=1 first)
+	$(HUB) prune --older-than $(or $(OLDER_THAN),90d) $(if $(DRY),--dry-run)
+
+doctor: venv ## what operators get wrong (vhost, queues, stranded retries, workers), with fixes
+	$(HUB) doctor
 
 clean: ## remove the virtual environment and run files
 	rm -rf $(VENV) var

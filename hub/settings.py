@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     # marks them without a lock; past it, the relay publishes what the fast path did not.
     relay_grace: float = Field(default=3.0, ge=0)
 
+    # The relay's sweeper (hub.services.sweeper): an order whose chain made no progress for this
+    # many seconds past its last audit event (plus the delay that event announced, for a parked
+    # retry) is re-driven from its step; after sweep_tries re-drives it becomes a failure.
+    sweep_after: float = Field(default=300.0, ge=1)
+    sweep_tries: int = Field(default=3, ge=1, le=100)
+    sweep_interval: float = Field(default=15.0, gt=0)
+
     # Flower (`hub flower`): basic auth from these; without them it refuses to start unless
     # HUB_FLOWER_OPEN=true says to run it open. Flower reads its users comma-separated.
     flower_host: str = "127.0.0.1"

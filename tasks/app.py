@@ -13,6 +13,7 @@ from celery.signals import worker_process_init
 from hub import bootstrap
 from hub.db.engine import forget_inherited_connections
 from tasks import (
+    control,  # noqa: F401  (registers the remote-control command hub doctor asks)
     log_context,  # noqa: F401  (connects the worker's logging signals)
     memory,  # noqa: F401  (keeps retry garbage from piling up in workers)
 )

@@ -20,7 +20,8 @@ from hub.services import keys
 from hub.settings import get_settings
 
 TABLES = (
-    "orders, order_lines, outbox, step_outcomes, integration_events, failures, breakers, api_keys"
+    "orders, order_lines, outbox, step_outcomes, integration_events, failures, breakers, api_keys,"
+    " audit_counts, audit_fold"
 )
 
 

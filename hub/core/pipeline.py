@@ -17,8 +17,9 @@ TASK_PREFIX = "hub.step."
 
 # permanent: the system said no; exhausted: transient errors outlasted the retry policy;
 # poison: the message killed its worker past the delivery limit; crashed: the task failed
-# unexpectedly (a bug, say) and was dead-lettered.
-FAILURE_KINDS = ("permanent", "exhausted", "poison", "crashed")
+# unexpectedly (a bug, say) and was dead-lettered; stalled: the chain stopped without a dead
+# letter (its message lost) and re-driving it did not get it going again.
+FAILURE_KINDS = ("permanent", "exhausted", "poison", "crashed", "stalled")
 
 ORDER_STATUSES = ("received", "processing", "completed", "failed")
 STEP_STATUSES = ("pending", "running", "error", "succeeded", "failed")

@@ -24,6 +24,8 @@ STEP_DEFERRED = "step.deferred"
 DEAD_LETTERED = "step.dead_lettered"
 DEAD_LETTER_UNKNOWN = "dead_letter.unknown"
 CHAIN_RESUMED = "chain.resumed"
+# The sweeper re-drove a chain that had stopped without a dead letter (hub.services.sweeper).
+CHAIN_REDRIVEN = "chain.redriven"
 REPLAYED = "failure.replayed"
 DISCARDED = "failure.discarded"
 BREAKER_OPENED = "breaker.opened"

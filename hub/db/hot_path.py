@@ -167,15 +167,16 @@ WHERE CAST(:retry_detail AS jsonb) IS NOT NULL
 """
 )
 # An order accepted: the order, its lines, its steps, its outbox row and its audit row. A repeat
-# (same external id or Idempotency-Key) inserts nothing: the unique indexes make a concurrent
-# twin wait for the first one's commit, then ON CONFLICT skips it, and no row comes back.
+# (same sender and external id, or same sender and Idempotency-Key) inserts nothing: the unique
+# indexes make a concurrent twin wait for the first one's commit, then ON CONFLICT skips it,
+# and no row comes back.
 ACCEPT_ORDER = text(
     """
 WITH new_order AS (
     INSERT INTO orders
-        (id, external_id, idempotency_key, status, customer, ship_to, currency,
+        (id, sender, external_id, idempotency_key, status, customer, ship_to, currency,
          created_at, updated_at)
-    VALUES (CAST(:order_id AS uuid), :external_id, :idempotency_key, 'received',
+    VALUES (CAST(:order_id AS uuid), :sender, :external_id, :idempotency_key, 'received',
             CAST(:customer AS jsonb), CAST(:ship_to AS jsonb), :currency, now(), now())
     ON CONFLICT DO NOTHING
     RETURNING id
@@ -319,7 +320,12 @@ class PostgresStepStore:
 
 
 def insert_order(
-    engine: Engine, *, order_id: uuid.UUID, order: OrderIn, idempotency_key: str | None
+    engine: Engine,
+    *,
+    order_id: uuid.UUID,
+    order: OrderIn,
+    idempotency_key: str | None,
+    sender: str,
 ) -> int | None:
     """Store a new order in one statement; its outbox row's id, or None for a repeat."""
     with autocommit(engine).connect() as connection:
@@ -327,6 +333,7 @@ def insert_order(
             ACCEPT_ORDER,
             {
                 "order_id": str(order_id),
+                "sender": sender,
                 "external_id": order.external_id,
                 "idempotency_key": idempotency_key,
                 "customer": order.customer.model_dump_json(),
@@ -338,6 +345,7 @@ def insert_order(
                 "detail": json.dumps(
                     {
                         "external_id": order.external_id,
+                        "sender": sender,
                         "lines": len(order.lines),
                         "via_idempotency_key": idempotency_key is not None,
                     }

@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    UniqueConstraint,
     Uuid,
     func,
 )
@@ -57,10 +59,14 @@ class Order(Base):
     __tablename__ = "orders"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    # Whose order it is: the sender of the API key it came with (hub.core.senders for the
+    # two owners no key has). A sender sees only its own orders.
+    sender: Mapped[str] = mapped_column(String(64))
+    # Unique per sender: two CRMs may both send "CRM-1001" and get two orders.
+    external_id: Mapped[str] = mapped_column(String(128))
     # The sender's Idempotency-Key header, when it sent one: a repeat with the same key is the
-    # same order even if its external id differs.
-    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    # same order even if its external id differs (per sender too).
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16), default="received")
     customer: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     ship_to: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
@@ -77,7 +83,12 @@ class Order(Base):
         back_populates="order", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (Index("ix_orders_status", "status"),)
+    __table_args__ = (
+        Index("ix_orders_status", "status"),
+        # external_id first: operators look an order up by external id alone, across senders.
+        UniqueConstraint("external_id", "sender", name="uq_orders_external_id_sender"),
+        UniqueConstraint("sender", "idempotency_key", name="uq_orders_sender_idempotency_key"),
+    )
 
 
 class OrderLine(Base):
@@ -153,6 +164,37 @@ class IntegrationEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
 
     __table_args__ = (Index("ix_integration_events_order_id_seq", "order_id", "seq"),)
+
+
+class AuditCount(Base):
+    """Audit events folded into counts, by type and step (``hub.services.audit_rollup``).
+
+    ``/metrics`` and ``hub status`` add these to the few rows not folded yet, so a scrape costs
+    the same with a year of history as with an hour's; pruning old rows changes no counter.
+    """
+
+    __tablename__ = "audit_counts"
+
+    event_type: Mapped[str] = mapped_column(String(48), primary_key=True)
+    # '' for events of no step (the primary key cannot hold NULL).
+    step: Mapped[str] = mapped_column(String(32), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+    # step.succeeded: how many carried a duration, their sum, and cumulative counts per bucket
+    # of hub.observability.snapshot.facts.LATENCY_BUCKETS.
+    timed: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    buckets: Mapped[list[int]] = mapped_column(JsonDoc, default=list)
+
+
+class AuditFold(Base):
+    """How far the audit trail is folded into ``audit_counts``: one row, id 1."""
+
+    __tablename__ = "audit_fold"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Every audit row with seq <= this is counted in audit_counts (and may be pruned).
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    folded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Failure(Base):

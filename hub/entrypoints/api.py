@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from hub import bootstrap
 from hub.core.ports import ChainPublisher
 from hub.core.schemas import EXTERNAL_ID_PATTERN, IDEMPOTENCY_KEY_PATTERN, OrderIn, order_openapi
+from hub.core.senders import ANONYMOUS_SENDER
 from hub.db.engine import unit_of_work
 from hub.entrypoints import api_auth as intake_auth
 from hub.entrypoints.ui import pages as ui
@@ -57,6 +58,11 @@ async def _read_capped(request: Request, cap: int) -> bytes | None:
     return bytes(body)
 
 
+def owner(caller: intake_auth.Caller | None) -> str:
+    """The sender whose orders a caller creates and sees (one shared owner with auth off)."""
+    return ANONYMOUS_SENDER if caller is None else caller.sender
+
+
 def create_api(
     settings: Settings | None = None, *, publisher: ChainPublisher | None = None
 ) -> FastAPI:
@@ -66,10 +72,10 @@ def create_api(
     if not settings.intake_auth:
         log.warning("intake authentication is OFF (HUB_INTAKE_AUTH=false): anyone may post")
 
-    def store_and_publish(order: OrderIn, key: str | None) -> Accepted:
+    def store_and_publish(order: OrderIn, key: str | None, sender: str) -> Accepted:
         # One trip to the thread pool: the order's one statement, then the fast path's publish
         # (allowed to fail: the relay catches up).
-        accepted = accept(order, idempotency_key=key)
+        accepted = accept(order, idempotency_key=key, sender=sender)
         if accepted.outbox_id is not None:
             publish_accepted(
                 chain_publisher, outbox_id=accepted.outbox_id, order_id=accepted.order_id
@@ -106,7 +112,7 @@ def create_api(
         except ValidationError as exc:
             return _error(422, "validation_error", _field_errors(exc))
         try:
-            accepted = await run_in_threadpool(store_and_publish, order, key)
+            accepted = await run_in_threadpool(store_and_publish, order, key, owner(caller))
         except DatabaseDown:
             log.error("PostgreSQL unavailable at intake", exc_info=True)
             return _error(
@@ -137,7 +143,9 @@ def create_api(
         if not ORDER_REF.match(ref):  # no order has such an id; and NUL would crash the query
             return _error(404, "not_found", "no order with that id or external id")
         with unit_of_work() as session:
-            order = find_order(session, ref)
+            # Another sender's order is a 404 like a missing one: a 403 would tell the caller
+            # that the order exists.
+            order = find_order(session, ref, sender=owner(caller))
             if order is None:
                 return _error(404, "not_found", f"no order {ref}")
             return JSONResponse(order_view(session, order))

@@ -50,6 +50,11 @@ def database_metrics(facts: DatabaseFacts) -> Iterator[Metric]:
         ("hub_orders_received", facts.orders_received, "Orders accepted by the intake."),
         ("hub_orders_completed", facts.orders_completed, "Orders that completed every step."),
         ("hub_orders_failed", facts.orders_failed, "Times an order failed at a step."),
+        (
+            "hub_orders_redriven",
+            facts.orders_redriven,
+            "Stalled chains the sweeper re-drove (no progress, no message in flight).",
+        ),
     ):
         family = _counter(name, doc)
         family.add_metric([], value)

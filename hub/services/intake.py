@@ -26,15 +26,21 @@ class Accepted:
     outbox_id: int | None
 
 
-def _existing(session: Session, order: OrderIn, idempotency_key: str | None) -> Order:
+def _existing(
+    session: Session, order: OrderIn, *, sender: str, idempotency_key: str | None
+) -> Order:
     match = Order.external_id == order.external_id
     if idempotency_key is not None:
         match = or_(match, Order.idempotency_key == idempotency_key)
-    return session.scalars(select(Order).where(match).limit(1)).one()
+    # Only the sender's own orders: another sender's external id is no repeat of this one.
+    return session.scalars(select(Order).where(Order.sender == sender, match).limit(1)).one()
 
 
-def accept_order(session: Session, order: OrderIn, *, idempotency_key: str | None) -> Accepted:
-    """Store a new order with its outbox row, or return the order this one repeats.
+def accept_order(
+    session: Session, order: OrderIn, *, idempotency_key: str | None, sender: str
+) -> Accepted:
+    """Store a new order of ``sender`` with its outbox row, or return the sender's order this
+    one repeats (same external id, or same Idempotency-Key, of the same sender).
 
     Two identical requests at the same instant both reach the INSERT; the unique indexes make
     the second wait for the first and then insert nothing, so it finds the first one's order.
@@ -44,6 +50,7 @@ def accept_order(session: Session, order: OrderIn, *, idempotency_key: str | Non
         insert_for(session, Order)
         .values(
             id=new_id,
+            sender=sender,
             external_id=order.external_id,
             idempotency_key=idempotency_key,
             status="received",
@@ -55,7 +62,7 @@ def accept_order(session: Session, order: OrderIn, *, idempotency_key: str | Non
         .returning(Order.id)
     ).scalar_one_or_none()
     if inserted is None:
-        existing = _existing(session, order, idempotency_key)
+        existing = _existing(session, order, sender=sender, idempotency_key=idempotency_key)
         return Accepted(existing.id, existing.status, created=False, outbox_id=None)
 
     session.add_all(
@@ -75,6 +82,7 @@ def accept_order(session: Session, order: OrderIn, *, idempotency_key: str | Non
         session,
         audit.RECEIVED,
         order_id=new_id,
+        sender=sender,
         external_id=order.external_id,
         lines=len(order.lines),
         via_idempotency_key=idempotency_key is not None,
@@ -83,16 +91,16 @@ def accept_order(session: Session, order: OrderIn, *, idempotency_key: str | Non
     return Accepted(new_id, "received", created=True, outbox_id=outbox.id)
 
 
-def accept(order: OrderIn, *, idempotency_key: str | None) -> Accepted:
+def accept(order: OrderIn, *, idempotency_key: str | None, sender: str) -> Accepted:
     """Store a new order, or find the one it repeats: one statement on PostgreSQL for a new
     order (a repeat, rarer, takes the transaction below to find its twin)."""
     engine = get_engine()
     if engine.dialect.name == "postgresql":
         order_id = uuid.uuid4()
         outbox_id = hot_path.insert_order(
-            engine, order_id=order_id, order=order, idempotency_key=idempotency_key
+            engine, order_id=order_id, order=order, idempotency_key=idempotency_key, sender=sender
         )
         if outbox_id is not None:
             return Accepted(order_id, "received", created=True, outbox_id=outbox_id)
     with unit_of_work() as session:
-        return accept_order(session, order, idempotency_key=idempotency_key)
+        return accept_order(session, order, idempotency_key=idempotency_key, sender=sender)

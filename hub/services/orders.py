@@ -13,21 +13,42 @@ from hub.db import audit
 from hub.db.models import Order
 
 
-def find_order(session: Session, ref: str) -> Order | None:
-    """An order by its id or, failing that, by the sender's external id."""
+class AmbiguousOrder(LookupError):
+    """Several senders use this external id: ask for the order by its id."""
+
+    def __init__(self, ref: str, senders: list[str]) -> None:
+        super().__init__(
+            f"{len(senders)} orders have external id {ref!r} (senders {', '.join(senders)}): "
+            "give the order id instead"
+        )
+        self.senders = senders
+
+
+def find_order(session: Session, ref: str, *, sender: str | None) -> Order | None:
+    """An order by its id or, failing that, by its external id.
+
+    ``sender``: only that sender's orders; another sender's order is not found, exactly as if it
+    did not exist (a sender must not learn that it does). None: any sender's (operators); an
+    external id that several senders use raises ``AmbiguousOrder``.
+    """
+    query = select(Order).options(selectinload(Order.steps))
+    if sender is not None:
+        query = query.where(Order.sender == sender)
     try:
         order_id = uuid.UUID(ref)
     except ValueError:
-        return session.scalars(
-            select(Order).where(Order.external_id == ref).options(selectinload(Order.steps))
-        ).one_or_none()
-    return session.get(Order, order_id, options=[selectinload(Order.steps)])
+        found = list(session.scalars(query.where(Order.external_id == ref).limit(50)))
+        if len(found) > 1:
+            raise AmbiguousOrder(ref, sorted(order.sender for order in found)) from None
+        return found[0] if found else None
+    return session.scalars(query.where(Order.id == order_id)).one_or_none()
 
 
 def order_view(session: Session, order: Order) -> dict[str, Any]:
     return {
         "order_id": str(order.id),
         "external_id": order.external_id,
+        "sender": order.sender,
         "status": order.status,
         "created_at": order.created_at.isoformat(),
         "steps": {

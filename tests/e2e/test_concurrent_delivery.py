@@ -49,7 +49,9 @@ def test_two_deliveries_at_once_make_one_effect_and_count_both_attempts(stack: S
     # A slow ERP keeps the first delivery inside its call while the second one starts.
     stack.sandbox.set_faults("erp", latency_ms=800)
     erp_calls = stack.sandbox.ledger("erp")["calls"]
-    order_id = accept(OrderIn.model_validate(order_payload()), idempotency_key=None).order_id
+    order_id = accept(
+        OrderIn.model_validate(order_payload()), idempotency_key=None, sender="tests"
+    ).order_id
     publisher = bootstrap.chain_publisher()
 
     publisher.publish(order_id, STEPS[0])  # the chain, twice, back to back

@@ -97,7 +97,10 @@ def order_that_fails(sku: str) -> uuid.UUID:
     line = {"sku": sku, "qty": 1, "unit_price": str(Decimal("3.50"))}
     with unit_of_work() as session:
         accepted = accept_order(
-            session, OrderIn.model_validate(order_payload(lines=[line])), idempotency_key=None
+            session,
+            OrderIn.model_validate(order_payload(lines=[line])),
+            idempotency_key=None,
+            sender="tests",
         )
     return accepted.order_id
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, event, select
 from hub import bootstrap
 from hub.core.schemas import OrderIn
 from hub.core.steps import AlreadyDone, BreakerNotClosed, Outcome, Started
-from hub.db.engine import get_engine, unit_of_work
+from hub.db.engine import autocommit, get_engine, unit_of_work
 from hub.db.hot_path import PostgresStepStore, mark_sent
 from hub.db.models import BreakerState, IntegrationEvent, Order, OutboxMessage, StepOutcome
 from hub.services.intake import accept
@@ -26,20 +26,26 @@ from tests.factories import order_payload
 
 @contextmanager
 def counting(engine: Engine) -> Iterator[list[str]]:
+    """Every statement sent through ``engine`` or its autocommit pool meanwhile."""
     statements: list[str] = []
 
     def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
         statements.append(statement)
 
-    event.listen(engine, "before_cursor_execute", seen)
+    engines = (engine, autocommit(engine))
+    for each in engines:
+        event.listen(each, "before_cursor_execute", seen)
     try:
         yield statements
     finally:
-        event.remove(engine, "before_cursor_execute", seen)
+        for each in engines:
+            event.remove(each, "before_cursor_execute", seen)
 
 
 def new_order() -> uuid.UUID:
-    return accept(OrderIn.model_validate(order_payload()), idempotency_key=None).order_id
+    return accept(
+        OrderIn.model_validate(order_payload()), idempotency_key=None, sender="tests"
+    ).order_id
 
 
 def store() -> PostgresStepStore:
@@ -49,7 +55,7 @@ def store() -> PostgresStepStore:
 def test_intake_is_one_statement_and_the_fast_paths_mark_another() -> None:
     order = OrderIn.model_validate(order_payload())
     with counting(get_engine()) as statements:
-        accepted = accept(order, idempotency_key="key-1")
+        accepted = accept(order, idempotency_key="key-1", sender="tests")
     assert len(statements) == 1
     assert accepted.outbox_id is not None
 

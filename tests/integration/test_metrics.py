@@ -39,7 +39,7 @@ def scrape(client: TestClient) -> Samples:
 def new_order() -> uuid.UUID:
     with unit_of_work() as session:
         accepted = accept_order(
-            session, OrderIn.model_validate(order_payload()), idempotency_key=None
+            session, OrderIn.model_validate(order_payload()), idempotency_key=None, sender="tests"
         )
     return accepted.order_id
 

@@ -21,7 +21,12 @@ def test_two_relays_running_at_once_publish_every_row_once() -> None:
     orders = 300
     with unit_of_work() as session:
         for _ in range(orders):
-            accept_order(session, OrderIn.model_validate(order_payload()), idempotency_key=None)
+            accept_order(
+                session,
+                OrderIn.model_validate(order_payload()),
+                idempotency_key=None,
+                sender="tests",
+            )
 
     relays = [
         subprocess.Popen(

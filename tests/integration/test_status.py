@@ -33,7 +33,9 @@ def run_status() -> tuple[int, str]:
 
 def test_status_shows_the_orders_the_outbox_and_our_queues() -> None:
     with unit_of_work() as session:
-        accept_order(session, OrderIn.model_validate(order_payload()), idempotency_key=None)
+        accept_order(
+            session, OrderIn.model_validate(order_payload()), idempotency_key=None, sender="tests"
+        )
 
     code, screen = run_status()
 

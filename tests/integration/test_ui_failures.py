@@ -51,7 +51,7 @@ def make_failure(
     """An accepted order (its intake outbox row left unsent) that gave up at ``step``."""
     with unit_of_work() as session:
         accepted = accept_order(
-            session, OrderIn.model_validate(order_payload()), idempotency_key=None
+            session, OrderIn.model_validate(order_payload()), idempotency_key=None, sender="tests"
         )
         failure = record_failure(
             session,

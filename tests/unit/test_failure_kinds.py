@@ -17,8 +17,10 @@ def test_the_failures_page_filters_on_every_kind(kind: str) -> None:
     assert filters.criteria is not None and filters.criteria.error_kind == kind
 
 
-def test_an_unknown_kind_is_named_with_all_four() -> None:
+def test_an_unknown_kind_is_named_with_all_of_them() -> None:
     filters = read_filters({"kind": "gone"})
 
     assert filters.criteria is None
-    assert filters.problems == ["error kind must be one of permanent, exhausted, poison, crashed"]
+    assert filters.problems == [
+        "error kind must be one of permanent, exhausted, poison, crashed, stalled"
+    ]

@@ -39,9 +39,9 @@ def test_the_migrations_build_the_whole_schema_on_sqlite(sessions: sessionmaker[
 def test_the_same_order_twice_is_one_order(sessions: sessionmaker[Session]) -> None:
     order = OrderIn.model_validate(order_payload())
     with sessions.begin() as session:
-        first = accept_order(session, order, idempotency_key="key-1")
+        first = accept_order(session, order, idempotency_key="key-1", sender="tests")
     with sessions.begin() as session:
-        again = accept_order(session, order, idempotency_key="key-1")
+        again = accept_order(session, order, idempotency_key="key-1", sender="tests")
 
     assert first.created and first.outbox_id == 1
     assert not again.created and again.order_id == first.order_id
@@ -67,7 +67,7 @@ def test_audit_rows_are_numbered_in_commit_order(sessions: sessionmaker[Session]
 def test_times_come_back_aware_in_utc(sessions: sessionmaker[Session]) -> None:
     order = OrderIn.model_validate(order_payload())
     with sessions.begin() as session:
-        accepted = accept_order(session, order, idempotency_key=None)
+        accepted = accept_order(session, order, idempotency_key=None, sender="tests")
     with sessions() as session:
         stored = session.get(Order, accepted.order_id)
         assert stored is not None

@@ -16,9 +16,9 @@ from hub.broker.topology import Topology
 from hub.core.pipeline import STEPS
 from hub.db import migrate as migrations
 from hub.db.engine import unit_of_work
+from hub.entrypoints.cli import doctor, keys, prune, reconcile
 from hub.entrypoints.cli import failures as cli_failures
 from hub.entrypoints.cli import flower as flower_commands
-from hub.entrypoints.cli import keys, reconcile
 from hub.entrypoints.cli import status as status_commands
 from hub.entrypoints.cli.support import (
     err,
@@ -29,9 +29,10 @@ from hub.entrypoints.cli.support import (
 )
 from hub.entrypoints.cli.timeline import print_timeline
 from hub.entrypoints.relay import run_relay
+from hub.entrypoints.relay_chores import relay_chores
 from hub.observability.logs import configure_logging
 from hub.services import dead_letters
-from hub.services.orders import find_order, order_view
+from hub.services.orders import AmbiguousOrder, find_order, order_view
 from tasks.app import app as celery_app
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Order integration hub.")
@@ -102,6 +103,7 @@ def relay() -> None:
             grace=settings.relay_grace,
             stop=stop,
             drain_failures=drain_failures,
+            chores=relay_chores(settings, topology, connection),
         )
 
 
@@ -161,7 +163,11 @@ def timeline(ref: Annotated[str, typer.Argument(help="order id or external id")]
     settings = settings_or_exit()
     require_services(settings, rabbitmq=False)
     with unit_of_work() as session:
-        order = find_order(session, ref)
+        try:  # operators see every sender's orders
+            order = find_order(session, ref, sender=None)
+        except AmbiguousOrder as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
         if order is None:
             err.print(f"[red]no order with id or external id {ref!r}[/red]")
             raise typer.Exit(1)
@@ -183,3 +189,5 @@ cli.add_typer(keys.keys_cli, name="keys")
 flower_commands.register(cli)
 status_commands.register(cli)
 reconcile.register(cli)
+prune.register(cli)
+doctor.register(cli)

@@ -43,7 +43,7 @@ from hub.entrypoints.ui.operator_auth import (
     operator_dependency,
     same_origin,
 )
-from hub.services.orders import find_order, order_view
+from hub.services.orders import AmbiguousOrder, find_order, order_view
 from hub.services.outbox import publish_row_now
 from hub.services.replay import discard_one, find_failures, replay_one
 from hub.settings import Settings
@@ -114,11 +114,15 @@ def _list_failures(filters: Filters) -> tuple[list[Failure], dict[uuid.UUID, str
     return failures[:PAGE_SIZE], externals, len(failures) > PAGE_SIZE
 
 
-def _order_page(ref: str) -> tuple[dict[str, Any], list[Failure]] | None:
+def _order_page(ref: str) -> tuple[dict[str, Any], list[Failure]] | str:
+    """The order's view and failures, or why there is none to show."""
     with unit_of_work() as session:
-        order = find_order(session, ref)
+        try:  # operators see every sender's orders
+            order = find_order(session, ref, sender=None)
+        except AmbiguousOrder as exc:
+            return str(exc)
         if order is None:
-            return None
+            return f"No order {ref}"
         view = order_view(session, order)
         failures = list(
             session.scalars(
@@ -227,8 +231,8 @@ def build_router(settings: Settings, publisher: ChainPublisher) -> APIRouter:
         ref: str, request: Request, operator: str = operator_required
     ) -> HTMLResponse:
         found = await run_in_threadpool(_order_page, ref)
-        if found is None:
-            return _page(request, "missing.html", status=404, operator=operator, ref=ref)
+        if isinstance(found, str):
+            return _page(request, "missing.html", status=404, operator=operator, reason=found)
         view, failures = found
         return _page(
             request,

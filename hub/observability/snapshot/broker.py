@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 
-from amqp.exceptions import NotFound
 from celery import Celery
 from kombu.connection import Connection
 from kombu.transport.native_delayed_delivery import MAX_LEVEL, level_name
 
+from hub.broker.depths import QueueDepths
 from hub.broker.topology import Topology
 from hub.core.pipeline import STEPS
 from hub.observability.health import RABBIT_START, ServiceDown, broker_where, ensure_any_node
@@ -22,22 +22,6 @@ from hub.settings import Settings
 log = logging.getLogger("hub.snapshot")
 
 DELAYED_QUEUES = tuple(level_name(level) for level in range(MAX_LEVEL + 1))
-
-
-class _Depths:
-    """Message counts by passive declare; a missing queue closes the channel, so reopen it."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-        self._channel = connection.channel()
-
-    def of(self, queue: str) -> int | None:
-        try:
-            _, messages, _ = self._channel.queue_declare(queue, passive=True)
-        except NotFound:
-            self._channel = self._connection.channel()
-            return None
-        return int(messages)
 
 
 def _connection(settings: Settings, timeout: float) -> Connection:
@@ -50,7 +34,7 @@ def read_broker(settings: Settings, *, timeout: float = 3.0) -> BrokerFacts | Se
     connection = _connection(settings, timeout)
     try:
         ensure_any_node(connection, timeout=timeout)
-        depths = _Depths(connection)
+        depths = QueueDepths(connection)
         work = {topology.queue_name(step): depths.of(topology.queue_name(step)) for step in STEPS}
         failure = depths.of(topology.failure_queue_name)
         delayed = [n for n in (depths.of(name) for name in DELAYED_QUEUES) if n is not None]

@@ -1,4 +1,5 @@
-"""The PostgreSQL half of a snapshot: five read-only queries in one short transaction."""
+"""The PostgreSQL half of a snapshot: a few read-only queries in one short transaction, none of
+them reading more of the audit trail than its rows not yet folded into counts."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, bindparam, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -25,18 +26,48 @@ log = logging.getLogger("hub.snapshot")
 
 _ORDERS = text("SELECT status, count(*) FROM orders GROUP BY status")
 
-# One pass over the audit trail gives the order counters, the retries and the latency
-# histograms (cumulative buckets straight from SQL: count of durations <= each bound).
-_EVENTS = text(
-    "SELECT event_type, step, count(*) AS n, count(s) AS timed, coalesce(sum(s), 0) AS total, "
-    + ", ".join(
+
+def event_counts(where: str) -> TextClause:
+    """Audit rows matching ``where``, counted by event type and step (step '' for none), with
+    step.succeeded's latency histogram: cumulative buckets straight from SQL (count of
+    durations <= each bound). Bind ``succeeded`` and ``bucket_bounds()`` with it."""
+    buckets = ", ".join(
         f"count(*) FILTER (WHERE s <= :le{i}) AS le{i}" for i in range(len(LATENCY_BUCKETS))
     )
-    + " FROM (SELECT event_type, step, CASE WHEN event_type = :succeeded"
-    " THEN (detail ->> 'duration_ms')::float / 1000 END AS s"
-    " FROM integration_events"
-    " WHERE event_type IN (:received, :completed, :failed, :retry, :succeeded)) AS e"
-    " GROUP BY event_type, step"
+    return text(
+        "SELECT event_type, step, count(*) AS n, count(s) AS timed,"
+        f" coalesce(sum(s), 0) AS total, {buckets}"
+        " FROM (SELECT event_type, coalesce(step, '') AS step, CASE WHEN event_type = :succeeded"
+        " THEN (detail ->> 'duration_ms')::float / 1000 END AS s"
+        f" FROM integration_events WHERE {where}) AS e"
+        " GROUP BY event_type, step"
+    )
+
+
+def bucket_bounds() -> dict[str, Any]:
+    return {
+        "succeeded": audit.STEP_SUCCEEDED,
+        **{f"le{i}": bound for i, bound in enumerate(LATENCY_BUCKETS)},
+    }
+
+
+# The counters /metrics shows: what is folded already (audit_counts) plus the audit rows after
+# the fold's mark, found by the seq index. Never a scan of the whole trail.
+_FOLDED = text("SELECT coalesce((SELECT seq FROM audit_fold WHERE id = 1), 0)")
+_COUNTED = text(
+    "SELECT event_type, step, n, timed, total_seconds AS total, buckets FROM audit_counts"
+    " WHERE event_type IN :types"
+).bindparams(bindparam("types", expanding=True))
+_NOT_FOLDED = event_counts("seq > :folded AND event_type IN :types").bindparams(
+    bindparam("types", expanding=True)
+)
+COUNTED_EVENTS = (
+    audit.RECEIVED,
+    audit.COMPLETED,
+    audit.FAILED,
+    audit.RETRY_SCHEDULED,
+    audit.STEP_SUCCEEDED,
+    audit.CHAIN_REDRIVEN,
 )
 
 _OUTBOX = text(
@@ -67,7 +98,9 @@ def read_database(settings: Settings, *, timeout: float = 3.0) -> DatabaseFacts 
     """Read the database's part of the snapshot, or say why it could not be read."""
     try:
         with engine_for(settings.database_url).connect() as connection, connection.begin():
-            connection.execute(text("SET TRANSACTION READ ONLY"))
+            # Repeatable read: the folded counts and the rows after the fold's mark are read
+            # in one snapshot, so a fold committing in between counts nothing twice.
+            connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
             # A scrape must not hang behind a lock or a slow disk.
             connection.execute(
                 text("SELECT set_config('statement_timeout', :ms, true)"),
@@ -84,25 +117,23 @@ def read_database(settings: Settings, *, timeout: float = 3.0) -> DatabaseFacts 
 
 def _facts(connection: Connection, *, window: float) -> DatabaseFacts:
     orders = {str(status): int(n) for status, n in connection.execute(_ORDERS)}
-    events = connection.execute(
-        _EVENTS,
-        {
-            "succeeded": audit.STEP_SUCCEEDED,
-            "received": audit.RECEIVED,
-            "completed": audit.COMPLETED,
-            "failed": audit.FAILED,
-            "retry": audit.RETRY_SCHEDULED,
-            **{f"le{i}": bound for i, bound in enumerate(LATENCY_BUCKETS)},
-        },
-    ).mappings()
-    counted = _count_events(list(events))
+    folded = connection.execute(_FOLDED).scalar_one()
+    types = list(COUNTED_EVENTS)
+    rows = [*connection.execute(_COUNTED, {"types": types}).mappings()]
+    rows += [
+        _with_buckets(row)
+        for row in connection.execute(
+            _NOT_FOLDED, {"folded": folded, "types": types, **bucket_bounds()}
+        ).mappings()
+    ]
+    counted = _count_events(rows)
     backlog, age = connection.execute(_OUTBOX).one()
     failures = {(str(step), str(kind)): int(n) for step, kind, n in connection.execute(_FAILURES)}
-    rows = connection.execute(_BREAKERS, {"window": window}).all()
-    breakers = {str(system): str(state) for system, state, *_ in rows}
+    breaker_rows = connection.execute(_BREAKERS, {"window": window}).all()
+    breakers = {str(system): str(state) for system, state, *_ in breaker_rows}
     windows = {
         str(system): BreakerWindow(calls=int(calls), failures=int(failures), held=int(held))
-        for system, _, held, calls, failures in rows
+        for system, _, held, calls, failures in breaker_rows
     }
     return DatabaseFacts(
         orders_by_status=orders,
@@ -115,26 +146,44 @@ def _facts(connection: Connection, *, window: float) -> DatabaseFacts:
     )
 
 
+def _with_buckets(row: Any) -> dict[str, Any]:
+    """A row of ``event_counts`` in the shape of an ``audit_counts`` row."""
+    return {
+        **row,
+        "buckets": [int(row[f"le{i}"]) for i in range(len(LATENCY_BUCKETS))],
+    }
+
+
 def _count_events(rows: list[Any]) -> dict[str, Any]:
+    """Sum rows of ``audit_counts`` and of ``event_counts`` (the same event and step may come
+    from both) into the snapshot's counters."""
     totals: dict[str, int] = defaultdict(int)
     retries: dict[str, int] = defaultdict(int)
-    latency: dict[str, Latency] = {}
+    timed: dict[str, int] = defaultdict(int)
+    seconds: dict[str, float] = defaultdict(float)
+    buckets: dict[str, list[int]] = defaultdict(lambda: [0] * len(LATENCY_BUCKETS))
     for row in rows:
         kind, step, n = row["event_type"], row["step"], int(row["n"])
         if kind == audit.RETRY_SCHEDULED and step:
             retries[step] += n
         elif kind == audit.STEP_SUCCEEDED and step:
-            timed = int(row["timed"])
-            buckets = tuple(int(row[f"le{i}"]) for i in range(len(LATENCY_BUCKETS)))
-            latency[step] = Latency(
-                cumulative=(*buckets, timed), count=timed, sum_seconds=float(row["total"])
-            )
+            timed[step] += int(row["timed"])
+            seconds[step] += float(row["total"])
+            for i, count in enumerate(row["buckets"] or []):
+                buckets[step][i] += int(count)
         else:
             totals[kind] += n
+    latency = {
+        step: Latency(
+            cumulative=(*buckets[step], timed[step]), count=timed[step], sum_seconds=seconds[step]
+        )
+        for step in timed
+    }
     return {
         "orders_received": totals[audit.RECEIVED],
         "orders_completed": totals[audit.COMPLETED],
         "orders_failed": totals[audit.FAILED],
+        "orders_redriven": totals[audit.CHAIN_REDRIVEN],
         "retries_by_step": dict(retries),
         "latency_by_step": latency,
     }

@@ -33,6 +33,8 @@ class DatabaseFacts:
     orders_received: int = 0
     orders_completed: int = 0
     orders_failed: int = 0
+    # Chains the sweeper re-drove (hub.services.sweeper).
+    orders_redriven: int = 0
     retries_by_step: dict[str, int] = field(default_factory=dict)
     latency_by_step: dict[str, Latency] = field(default_factory=dict)
     outbox_backlog: int = 0
