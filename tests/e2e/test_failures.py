@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +14,6 @@ from sqlalchemy import text
 
 from hub.db.engine import get_engine
 from hub.demo.processes import Child
-from hub.settings import get_settings
 from tests import support
 from tests.e2e.conftest import Stack
 from tests.e2e.test_flow import assert_exactly_once, post_orders, wait_completed
@@ -203,49 +201,6 @@ def test_replay_twice_or_concurrently_applies_the_step_once_and_dry_run_changes_
     assert len(events(stack, order_id, "failure.replayed")) == 1
     inventory_runs = events(stack, order_id, "step.started")
     assert [e["step"] for e in inventory_runs].count("inventory") == 1, "earlier step not rerun"
-
-
-def test_an_erp_outage_trips_the_shared_breaker_and_every_order_completes_after(
-    stack: Stack,
-) -> None:
-    settings = get_settings()
-    erp = stack.sandbox.control("erp")
-    calls_before = erp.ledger()["calls"]
-    erp.set_faults(down=True)
-    outage_started = time.monotonic()
-
-    order_ids: list[str] = []
-    while time.monotonic() - outage_started < 8:  # a stream of orders through the outage
-        order_ids += post_orders(stack, 3)
-        time.sleep(0.5)
-    calls_during = erp.ledger()["calls"] - calls_before
-    outage = time.monotonic() - outage_started
-    erp.clear_faults()
-
-    wait_completed(order_ids, timeout=120)
-    assert_exactly_once(stack, order_ids)
-    # Before it opens: the first calls of the orders arriving until `min_retry_failures` retries
-    # have failed (a second or two: about 12 orders at 6 a second) with those retries, and the
-    # calls in flight on the 4 pool processes; then a round of probes per rest.
-    policy = settings.breaker
-    rounds = int(outage / policy.cooldown) + 1
-    bound = 30 + 4 + rounds * policy.half_open_calls
-    assert calls_during <= bound, f"{calls_during} ERP calls during the outage, bound {bound}"
-    assert len(order_ids) >= 30
-    breaker_events = []
-    with get_engine().connect() as connection:
-        breaker_events = [
-            row[0]
-            for row in connection.execute(
-                text(
-                    "SELECT event_type FROM integration_events WHERE event_type LIKE 'breaker.%' "
-                    "ORDER BY seq"
-                )
-            )
-        ]
-    assert breaker_events[0] == "breaker.opened" and breaker_events[-1] == "breaker.closed"
-    shown = hub("breakers")
-    assert "erp" in shown.stdout and "closed" in shown.stdout
 
 
 def test_a_message_that_keeps_killing_its_worker_is_dead_lettered_and_others_complete(
