@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from hub.db import audit
 from hub.db.engine import engine_for
 from hub.observability.health import PG_START, ServiceDown
-from hub.observability.snapshot.facts import LATENCY_BUCKETS, DatabaseFacts, Latency
+from hub.observability.snapshot.facts import LATENCY_BUCKETS, Breaker, DatabaseFacts, Latency
 from hub.settings import Settings
 
 log = logging.getLogger("hub.snapshot")
@@ -43,7 +43,7 @@ _FAILURES = text(
     "SELECT step, error_kind, count(*) FROM failures WHERE state = 'open' GROUP BY step, error_kind"
 )
 
-_BREAKERS = text("SELECT system, state FROM breakers")
+_BREAKERS = text("SELECT system, state, opened_at, retry_at FROM breakers")
 
 
 def where(settings: Settings) -> str:
@@ -86,13 +86,17 @@ def _facts(connection: Connection) -> DatabaseFacts:
     counted = _count_events(list(events))
     backlog, age = connection.execute(_OUTBOX).one()
     failures = {(str(step), str(kind)): int(n) for step, kind, n in connection.execute(_FAILURES)}
-    breakers = {str(system): str(state) for system, state in connection.execute(_BREAKERS)}
+    breaker_rows = {
+        str(system): Breaker(str(state), opened_at, retry_at)
+        for system, state, opened_at, retry_at in connection.execute(_BREAKERS)
+    }
     return DatabaseFacts(
         orders_by_status=orders,
         outbox_backlog=int(backlog),
         outbox_oldest_age_seconds=float(age),
         failures_open=failures,
-        breakers=breakers,
+        breakers={system: row.state for system, row in breaker_rows.items()},
+        breaker_rows=breaker_rows,
         **counted,
     )
 
