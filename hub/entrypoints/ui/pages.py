@@ -12,12 +12,10 @@ import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -29,20 +27,14 @@ from hub.entrypoints.ui.forms import (
     HOME,
     Filters,
     Flash,
-    FormError,
-    clear_flash,
+    checked_form,
     read_filters,
-    read_form,
-    safe_next,
-    set_flash,
-    take_flash,
 )
 from hub.entrypoints.ui.operator_auth import (
-    form_token_valid,
     issue_form_token,
     operator_dependency,
-    same_origin,
 )
+from hub.entrypoints.ui.rendering import back, page
 from hub.services.orders import find_order, order_view
 from hub.services.outbox import publish_row_now
 from hub.services.replay import discard_one, find_failures, replay_one
@@ -52,53 +44,7 @@ log = logging.getLogger("hub.ui")
 
 PAGE_SIZE = 200
 REPLAY_REASON = "replayed from the failures page"
-SECURITY_HEADERS = {
-    # No script may run on these pages, whatever a downstream error message contains.
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    # The buttons move stock and money: no framing (clickjacking), no caching, no leaks.
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    # Not "no-referrer": with it browsers send "Origin: null" on our own form posts.
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
 WINDOWS = (("last hour", timedelta(hours=1)), ("last 24 h", timedelta(days=1)))
-
-
-def _moment(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if value else ""
-
-
-@lru_cache(maxsize=1)
-def _templates() -> Environment:
-    env = Environment(
-        loader=PackageLoader("hub.entrypoints.ui", "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["moment"] = _moment
-    return env
-
-
-def _page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    flash = take_flash(request)
-    html = _templates().get_template(template).render(flash=flash, **context)
-    response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
-    if flash is not None:
-        clear_flash(response)
-    return response
-
-
-def _back(next_page: str | None, flash: Flash) -> RedirectResponse:
-    # 303: the browser follows with a GET, so a reload does not post the action again.
-    response = RedirectResponse(safe_next(next_page), status_code=303)
-    set_flash(response, flash)
-    return response
 
 
 def _list_failures(filters: Filters) -> tuple[list[Failure], dict[uuid.UUID, str], bool]:
@@ -174,23 +120,6 @@ def build_router(settings: Settings, publisher: ChainPublisher) -> APIRouter:
                 return _not_open(session.get(Failure, failure_id))
         return Flash("ok", f"Discarded the failure of {done.step} for order {done.order_id}.")
 
-    async def checked_form(request: Request, operator: str) -> dict[str, str] | Response:
-        """The posted form, or the refusal of a forged or malformed one."""
-        try:
-            form = await read_form(request)
-        except FormError as exc:
-            return PlainTextResponse(str(exc), status_code=exc.status)
-        if not same_origin(request) or not form_token_valid(
-            settings, operator, form.get("token", "")
-        ):
-            log.warning("operator form refused: cross-origin or bad token (%s)", operator)
-            return PlainTextResponse(
-                "refused: this form did not come from the failures page "
-                "(cross-origin, or its token is missing or expired); reload the page and retry",
-                status_code=403,
-            )
-        return form
-
     @router.get("/ui")
     def home(_: str = operator_required) -> RedirectResponse:
         return RedirectResponse(HOME, status_code=303)
@@ -205,7 +134,7 @@ def build_router(settings: Settings, publisher: ChainPublisher) -> APIRouter:
             for label, span in WINDOWS
         ]
         query = filters.query_string()
-        return _page(
+        return page(
             request,
             "failures.html",
             status=422 if filters.problems else 200,
@@ -228,9 +157,9 @@ def build_router(settings: Settings, publisher: ChainPublisher) -> APIRouter:
     ) -> HTMLResponse:
         found = await run_in_threadpool(_order_page, ref)
         if found is None:
-            return _page(request, "missing.html", status=404, operator=operator, ref=ref)
+            return page(request, "missing.html", status=404, operator=operator, ref=ref)
         view, failures = found
-        return _page(
+        return page(
             request,
             "order.html",
             operator=operator,
@@ -244,24 +173,24 @@ def build_router(settings: Settings, publisher: ChainPublisher) -> APIRouter:
     async def replay_action(
         failure_id: uuid.UUID, request: Request, operator: str = operator_required
     ) -> Response:
-        form = await checked_form(request, operator)
+        form = await checked_form(request, settings, operator)
         if isinstance(form, Response):
             return form
         flash = await run_in_threadpool(replay, failure_id, operator)
-        return _back(form.get("next"), flash)
+        return back(form.get("next"), flash)
 
     @router.post("/ui/failures/{failure_id}/discard")
     async def discard_action(
         failure_id: uuid.UUID, request: Request, operator: str = operator_required
     ) -> Response:
-        form = await checked_form(request, operator)
+        form = await checked_form(request, settings, operator)
         if isinstance(form, Response):
             return form
         reason = " ".join(form.get("reason", "").split())[:500]
         if not reason:
-            return _back(form.get("next"), Flash("error", "Discard needs a reason; nothing done."))
+            return back(form.get("next"), Flash("error", "Discard needs a reason; nothing done."))
         flash = await run_in_threadpool(discard, failure_id, operator, reason)
-        return _back(form.get("next"), flash)
+        return back(form.get("next"), flash)
 
     return router
 
