@@ -20,6 +20,7 @@ from hub.entrypoints import api_auth as intake_auth
 from hub.entrypoints.ui import pages as ui
 from hub.observability import metrics
 from hub.observability.health import postgres_problem, rabbitmq_problem
+from hub.observability.snapshot.take import take_snapshot
 from hub.services.intake import Accepted, accept_order
 from hub.services.orders import find_order, order_view
 from hub.services.outbox import publish_row_now
@@ -158,5 +159,10 @@ def create_api(
 
     # Routes that live in modules of their own are installed here, one line each.
     metrics.install_metrics(api, settings)
-    ui.install(api, settings=settings, publisher=chain_publisher)
+    ui.install(
+        api,
+        settings=settings,
+        publisher=chain_publisher,
+        snapshot=lambda: take_snapshot(settings, workers=bootstrap.celery_app()),
+    )
     return api

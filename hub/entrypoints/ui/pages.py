@@ -1,4 +1,6 @@
-"""The failures page: open failures with filters, an order's timeline, replay and discard.
+"""The failures page: open failures by cause and one by one with filters, an order's timeline,
+replay and discard. (Group and bulk actions are in ``groups``, the status page in
+``status_page``; ``install`` adds them all.)
 
 Flower has no retry button (mher/flower#17); this is the hub's. Server-rendered HTML with
 autoescaping (failure messages come from downstream systems) and no JavaScript, so the
@@ -11,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +27,8 @@ from hub.core.pipeline import FAILURE_KINDS, STEPS
 from hub.core.ports import ChainPublisher
 from hub.db.engine import unit_of_work
 from hub.db.models import Failure, Order
+from hub.entrypoints.ui import groups, status_page
+from hub.entrypoints.ui.bulk import BulkReplays
 from hub.entrypoints.ui.forms import (
     HOME,
     Filters,
@@ -35,6 +41,8 @@ from hub.entrypoints.ui.operator_auth import (
     operator_dependency,
 )
 from hub.entrypoints.ui.rendering import back, page
+from hub.observability.snapshot.facts import Snapshot
+from hub.services.failure_groups import FailureGroup, open_groups
 from hub.services.orders import find_order, order_view
 from hub.services.outbox import publish_row_now
 from hub.services.replay import discard_one, find_failures, replay_one
@@ -47,17 +55,27 @@ REPLAY_REASON = "replayed from the failures page"
 WINDOWS = (("last hour", timedelta(hours=1)), ("last 24 h", timedelta(days=1)))
 
 
-def _list_failures(filters: Filters) -> tuple[list[Failure], dict[uuid.UUID, str], bool]:
+@dataclass(frozen=True)
+class Listing:
+    groups: list[FailureGroup]
+    failures: list[Failure]  # the oldest PAGE_SIZE
+    externals: dict[uuid.UUID, str]
+    total: int
+
+
+def _list_failures(filters: Filters) -> Listing:
     if filters.criteria is None:
-        return [], {}, False
+        return Listing([], [], {}, 0)
     with unit_of_work() as session:
-        failures = find_failures(session, filters.criteria, limit=PAGE_SIZE + 1)
+        groups = open_groups(session, filters.criteria)
+        failures = find_failures(session, filters.criteria, limit=PAGE_SIZE)
         order_ids = {f.order_id for f in failures}
         rows = session.execute(
             select(Order.id, Order.external_id).where(Order.id.in_(order_ids))
         ).all()
         externals = {order_id: external_id for order_id, external_id in rows}
-    return failures[:PAGE_SIZE], externals, len(failures) > PAGE_SIZE
+    # The groups split the matching failures between them: their counts add up to the total.
+    return Listing(groups, failures, externals, sum(group.count for group in groups))
 
 
 def _order_page(ref: str) -> tuple[dict[str, Any], list[Failure]] | None:
@@ -127,7 +145,7 @@ def build_router(settings: Settings, publisher: ChainPublisher) -> APIRouter:
     @router.get("/ui/failures")
     async def failures_page(request: Request, operator: str = operator_required) -> HTMLResponse:
         filters = read_filters(request.query_params)
-        failures, externals, truncated = await run_in_threadpool(_list_failures, filters)
+        listing = await run_in_threadpool(_list_failures, filters)
         now = datetime.now(UTC).replace(second=0, microsecond=0)
         windows = [
             (label, filters.query_string(since=(now - span).strftime("%Y-%m-%dT%H:%M"), until=""))
@@ -142,10 +160,13 @@ def build_router(settings: Settings, publisher: ChainPublisher) -> APIRouter:
             filters=filters,
             steps=STEPS,
             kinds=FAILURE_KINDS,
-            failures=failures,
-            externals=externals,
-            truncated=truncated,
+            groups=listing.groups,
+            failures=listing.failures,
+            externals=listing.externals,
+            total=listing.total,
+            truncated=listing.total > PAGE_SIZE,
             page_size=PAGE_SIZE,
+            query=query,
             windows=windows,
             token=issue_form_token(settings, operator),
             here=f"{HOME}?{query}" if query else HOME,
@@ -195,6 +216,18 @@ def build_router(settings: Settings, publisher: ChainPublisher) -> APIRouter:
     return router
 
 
-def install(api: FastAPI, *, settings: Settings, publisher: ChainPublisher) -> None:
-    """Add the failures page and its actions to the API (one line in ``create_api``)."""
+def install(
+    api: FastAPI,
+    *,
+    settings: Settings,
+    publisher: ChainPublisher,
+    snapshot: Callable[[], Snapshot],
+) -> None:
+    """Add the operator pages and their actions to the API (one line in ``create_api``).
+
+    ``snapshot`` takes what the status page shows (``hub status``'s snapshot, workers included).
+    """
     api.include_router(build_router(settings, publisher))
+    bulk = BulkReplays(lambda outbox_id: publish_row_now(publisher, outbox_id))
+    api.include_router(groups.build_router(settings, bulk))
+    api.include_router(status_page.build_router(settings, snapshot))
