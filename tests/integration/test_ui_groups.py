@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -47,10 +46,11 @@ def states(failures: list[Failure]) -> list[str]:
         ]
 
 
-def field(page: str, name: str) -> str:
-    found = re.search(rf'name="{name}" value="([^"]*)"', page)
-    assert found, f"the page has a {name} field"
-    return found.group(1)
+def settled(failures: list[Failure], expected: list[str]) -> None:
+    """Wait for a bulk replay (it runs on after the page's answer) to leave these states."""
+    support.wait_for(
+        lambda: states(failures) == expected, timeout=10, what=f"failures to be {expected}"
+    )
 
 
 def flash(page: str) -> str:
@@ -118,16 +118,20 @@ def test_the_confirmation_states_how_many_and_replays_the_group_once(client: Tes
     done = client.post(url, data=form)
 
     assert flash(done.text).startswith(f"ok: Replaying 3 failures of group {STOCK_GROUP} at 50")
-    assert states([*stock, other]) == ["replayed"] * 3 + ["open"]
+    settled([*stock, other], ["replayed"] * 3 + ["open"])
     assert {e.detail["operator"] for e in replays()} == {OPERATOR}
     assert {e.detail["reason"] for e in replays()} == {
         f"replayed group {STOCK_GROUP} from the failures page"
     }
-    with unit_of_work() as session:
-        published = session.scalars(
-            select(OutboxMessage).where(OutboxMessage.start_step == "inventory")
-        ).all()
-    assert sum(1 for row in published if row.sent_at is not None) == 3
+
+    def published() -> int:
+        with unit_of_work() as session:
+            rows = session.scalars(
+                select(OutboxMessage).where(OutboxMessage.start_step == "inventory")
+            ).all()
+        return sum(1 for row in rows if row.sent_at is not None)
+
+    support.wait_for(lambda: published() == 3, timeout=10, what="the 3 replays published")
 
     again = client.post(url, data=form)
 
@@ -147,27 +151,23 @@ def test_failures_that_arrive_after_the_confirmation_are_left_alone(client: Test
 
     client.post(url, data=form)
 
-    assert states([seen, late]) == ["replayed", "open"]
+    settled([seen, late], ["replayed", "open"])
 
 
 def test_a_second_bulk_replay_of_a_running_scope_starts_nothing() -> None:
     published: list[int] = []
     bulk = BulkReplays(lambda outbox_id: published.append(outbox_id) is None)
     stock = [out_of_stock(n) for n in range(3)]
-    assert bulk.claim("group:x", operator="ops", total=3) is None
+    ids = [f.id for f in stock]
 
-    running = bulk.claim("group:x", operator="other", total=3)
+    assert bulk.start("group:x", ids, operator="ops", reason="r", per_second=2) is None
+    running = bulk.start("group:x", ids, operator="other", reason="r", per_second=50)
 
-    assert running is not None and running.operator == "ops"
-    worker = threading.Thread(
-        target=bulk.run,
-        args=("group:x", [f.id for f in stock]),
-        kwargs={"operator": "ops", "reason": "r", "per_second": 50},
-    )
-    worker.start()
-    worker.join(10)
-    assert len(published) == 3
-    assert bulk.claim("group:x", operator="other", total=0) is None, "released when done"
+    assert running is not None and (running.operator, running.total) == ("ops", 3)
+    settled(stock, ["replayed"] * 3)
+    support.wait_for(lambda: bulk.running("group:x") is None, timeout=5, what="the release")
+    assert len(published) == 3 and len(replays()) == 3
+    assert {e.detail["operator"] for e in replays()} == {"ops"}
 
 
 def test_a_group_discard_needs_a_reason_and_records_it(client: TestClient) -> None:
@@ -200,7 +200,7 @@ def test_replay_what_the_filter_shows(client: TestClient) -> None:
     done = client.post("/ui/failures/replay", data=confirmed(client, url))
 
     assert flash(done.text).startswith("ok: Replaying 2 failures of the failures shown")
-    assert states([*inventory, fulfillment]) == ["replayed", "replayed", "open"]
+    settled([*inventory, fulfillment], ["replayed", "replayed", "open"])
 
 
 def test_a_forged_bulk_action_is_refused(client: TestClient) -> None:
@@ -232,7 +232,7 @@ def test_a_garbled_confirmation_changes_nothing(client: TestClient) -> None:
     assert states(stock) == ["open", "open"]
     # A moment in the future only admits what exists: still exactly these two.
     client.post(url, data=confirmed(client, url, as_of=tomorrow))
-    assert states(stock) == ["replayed", "replayed"]
+    settled(stock, ["replayed", "replayed"])
 
 
 def test_group_text_from_downstream_is_escaped(client: TestClient) -> None:

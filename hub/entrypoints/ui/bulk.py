@@ -1,9 +1,11 @@
-"""Bulk replays from the page: run after the response, at a set rate, one per scope at a time.
+"""Bulk replays from the page: in a thread of their own, at a set rate, one per scope at a time.
 
 A group of 300 at 5 a second takes a minute, longer than a browser or a proxy should wait, so
 the page answers at once and the replays go on in this process (the list shrinks as they go).
-If the process stops half way, the failures not reached stay open: replaying the group again
-picks up the rest, and what was replayed is not replayed twice.
+They start before the answer is sent, not after it (as a response's background task would), so
+a browser that gives up on the answer, a double click say, cannot leave a scope claimed with
+nothing running. If the process stops half way, the failures not reached stay open: replaying
+the group again picks up the rest, and what was replayed is not replayed twice.
 
 A second click or a second tab on the same scope while one runs is told so and starts nothing,
 which would otherwise double the rate a recovering system sees. Between API processes the
@@ -38,13 +40,33 @@ class BulkReplays:
         self._running: dict[str, Running] = {}
         self._lock = threading.Lock()
 
-    def claim(self, scope: str, *, operator: str, total: int) -> Running | None:
-        """Reserve ``scope`` for a bulk replay; the one already running there, if any."""
+    def start(
+        self,
+        scope: str,
+        failure_ids: Sequence[uuid.UUID],
+        *,
+        operator: str,
+        reason: str,
+        per_second: float,
+    ) -> Running | None:
+        """Start replaying ``failure_ids`` unless ``scope`` is being replayed: then that one."""
         with self._lock:
             if scope in self._running:
                 return self._running[scope]
-            self._running[scope] = Running(operator, datetime.now(UTC), total)
-            return None
+            self._running[scope] = Running(operator, datetime.now(UTC), len(failure_ids))
+        threading.Thread(
+            target=self.run,
+            args=(scope, failure_ids),
+            kwargs={"operator": operator, "reason": reason, "per_second": per_second},
+            name=f"bulk-replay {scope}",
+            # A replay cut short by a shutdown leaves its failures open, which is safe.
+            daemon=True,
+        ).start()
+        return None
+
+    def running(self, scope: str) -> Running | None:
+        with self._lock:
+            return self._running.get(scope)
 
     def run(
         self,
@@ -55,7 +77,7 @@ class BulkReplays:
         reason: str,
         per_second: float,
     ) -> None:
-        """Replay the failures of a claimed scope, then release it (whatever happens)."""
+        """Replay the failures of a started scope, then release it (whatever happens)."""
 
         def publish(result: Resolution) -> None:
             if result.outbox_id is not None:

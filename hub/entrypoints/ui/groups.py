@@ -2,8 +2,8 @@
 
 Each bulk action has a confirmation page that states how many failures it covers, and posts
 the moment that page was shown: only failures that existed then are acted on, so nothing that
-arrived while the operator read the page is replayed unseen. Replays go at a set rate after
-the response (``bulk``); discards are quick row updates and are done before it.
+arrived while the operator read the page is replayed unseen. Replays go on at a set rate after
+the answer (``bulk``); discards are quick row updates and are done before it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from hub.core.failure_groups import GROUP_ID_PATTERN
@@ -180,7 +179,13 @@ def build_router(settings: Settings, bulk: BulkReplays) -> APIRouter:
         if action == "discard":
             flash = await run_in_threadpool(discard_all, scope, ids, operator, reason)
             return back(HOME, flash)
-        running = bulk.claim(scope.key, operator=operator, total=len(ids))
+        running = bulk.start(
+            scope.key,
+            ids,
+            operator=operator,
+            reason=f"replayed {scope.title} from the failures page",
+            per_second=rate,
+        )
         if running is not None:
             return back(
                 HOME,
@@ -192,7 +197,7 @@ def build_router(settings: Settings, bulk: BulkReplays) -> APIRouter:
                 ),
             )
         seconds = max(1, round(len(ids) / rate))
-        response = back(
+        return back(
             HOME,
             Flash(
                 "ok",
@@ -200,16 +205,6 @@ def build_router(settings: Settings, bulk: BulkReplays) -> APIRouter:
                 f"(about {seconds} s); each resumes its order at the failed step.",
             ),
         )
-        # Runs after the response is sent (in the thread pool): the page does not wait for it.
-        response.background = BackgroundTask(
-            bulk.run,
-            scope.key,
-            ids,
-            operator=operator,
-            reason=f"replayed {scope.title} from the failures page",
-            per_second=rate,
-        )
-        return response
 
     @router.get("/ui/groups/{group_id}")
     async def group_page(
