@@ -68,6 +68,8 @@ def test_the_page_shows_what_hub_status_shows(client: TestClient) -> None:
     assert 'data-state="open"' in html.split('id="breaker-erp"')[1][:30]
     assert "2026-11-25 09:15:55Z" in erp and "2026-11-25 09:16:10Z" in erp
     assert 'id="breaker-warehouse" data-state="closed"' in html
+    assert "erp looks down: its breaker is open since 2026-11-25 09:15:55Z" in html
+    assert 'id="down-system-warehouse"' not in html
     assert "Workers online: 0 (none answered)" in html
 
 
