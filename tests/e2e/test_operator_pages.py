@@ -166,7 +166,7 @@ def test_thirty_failures_of_three_causes_and_a_group_replayed_once(
     print(f"second tab: {second_tab_answer}")
     assert first_answer.startswith(f"Replaying 10 failures of group {short_group} at 1 a second")
     for answer in (second_click, second_tab_answer):
-        assert answer.startswith(f"Group {short_group} is already being replayed by"), answer
+        assert answer.startswith(f"A replay of group {short_group} is already under way"), answer
     support.wait_for(
         lambda: set(support.statuses(short_orders).values()) == {"completed"},
         timeout=120,

@@ -142,6 +142,23 @@ def test_the_confirmation_states_how_many_and_replays_the_group_once(client: Tes
     assert support.queue_depth(support.work_queue_names()[0]) == 3
 
 
+def test_a_second_click_while_the_group_replays_is_told_so_and_adds_nothing(
+    client: TestClient,
+) -> None:
+    stock = [out_of_stock(n) for n in range(3)]
+    url = f"/ui/groups/{STOCK_GROUP}/replay"
+    form = confirmed(client, url, rate="1")
+
+    client.post(url, data=form)
+    again = client.post(url, data=form)
+
+    assert flash(again.text).startswith(
+        f"info: A replay of group {STOCK_GROUP} is already under way (started by {OPERATOR} at"
+    )
+    settled(stock, ["replayed"] * 3)
+    assert len(replays()) == 3
+
+
 def test_failures_that_arrive_after_the_confirmation_are_left_alone(client: TestClient) -> None:
     seen = out_of_stock(1)
     url = f"/ui/groups/{STOCK_GROUP}/replay"

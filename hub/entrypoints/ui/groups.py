@@ -191,9 +191,9 @@ def build_router(settings: Settings, bulk: BulkReplays) -> APIRouter:
                 HOME,
                 Flash(
                     "info",
-                    f"{scope.title.capitalize()} is already being replayed by {running.operator} "
-                    f"(since {running.started_at:%H:%M:%S} UTC, {_plural(running.total)}); "
-                    "nothing more done.",
+                    f"A replay of {scope.title} is already under way (started by "
+                    f"{running.operator} at {running.started_at:%H:%M:%S} UTC, "
+                    f"{_plural(running.total)}); nothing more done.",
                 ),
             )
         seconds = max(1, round(len(ids) / rate))
