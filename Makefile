@@ -8,7 +8,7 @@ HUB := $(PY) -m hub
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help venv browser demo test lint typecheck migrate api worker relay sandbox flower failures replay \
+.PHONY: help venv browser demo test lint typecheck migrate api worker relay sandbox flower failures groups replay \
         status timeline bench docs-figures chaos reconcile prune doctor clean \
         cluster-up cluster-down cluster-status cluster-chaos
 
@@ -71,13 +71,16 @@ failures: venv ## open failures: make failures [STEP=inventory] [ERROR=permanent
 	$(HUB) failures list $(if $(STEP),--step $(STEP)) $(if $(ERROR),--kind $(ERROR)) \
 		$(if $(SINCE),--since $(SINCE))
 
-replay: venv ## make replay ID=<failure id> | STEP=... ERROR=... | ALL=1 [DRY=1] [RATE=5] [REASON="..."]
-	$(HUB) replay $(ID) $(if $(STEP),--step $(STEP)) $(if $(ERROR),--kind $(ERROR)) \
+groups: venv ## open failures grouped by cause (step, kind, code, message with ids and numbers masked)
+	$(HUB) failures groups
+
+replay: venv ## make replay ID=<failure id> | GROUP=<group id> | STEP=... ERROR=... | ALL=1 [DRY=1] [RATE=5] [REASON="..."]
+	$(HUB) replay $(ID) $(if $(GROUP),--group $(GROUP)) $(if $(STEP),--step $(STEP)) $(if $(ERROR),--kind $(ERROR)) \
 		$(if $(SINCE),--since $(SINCE)) $(if $(ALL),--all) $(if $(DRY),--dry-run) \
 		$(if $(RATE),--rate $(RATE)) $(if $(REASON),--reason "$(REASON)")
 
-discard: venv ## make discard ID=<failure id> REASON="why"
-	$(HUB) discard $(ID) --reason "$(REASON)"
+discard: venv ## make discard ID=<failure id> | GROUP=<group id> REASON="why" [DRY=1]
+	$(HUB) discard $(ID) $(if $(GROUP),--group $(GROUP)) $(if $(DRY),--dry-run) --reason "$(REASON)"
 
 breakers: venv ## the shared breaker of each downstream system
 	$(HUB) breakers

@@ -13,11 +13,16 @@ from sqlalchemy import text
 
 from hub.broker.topology import Topology
 from hub.core.pipeline import STEPS
+from hub.core.schemas import OrderIn
 from hub.db import migrate
 from hub.db.engine import get_engine, unit_of_work
+from hub.db.models import Failure
 from hub.observability.health import postgres_problem, rabbitmq_problem
 from hub.services import keys
+from hub.services.failures import FailureReport, record_failure
+from hub.services.intake import accept_order
 from hub.settings import get_settings
+from tests.factories import order_payload
 
 TABLES = (
     "orders, order_lines, outbox, step_outcomes, integration_events, failures, breakers, api_keys,"
@@ -118,3 +123,33 @@ def api_key_is_live(headers: dict[str, str]) -> bool:
     with unit_of_work() as session:
         row = keys.find_key(session, token)
         return row is not None and row.revoked_at is None
+
+
+def make_failure(
+    *,
+    step: str = "inventory",
+    kind: str = "permanent",
+    message: str = "out of stock: SKU-001",
+    http_status: int | None = 409,
+    code: str | None = "out_of_stock",
+    attempts: int = 1,
+) -> Failure:
+    """An accepted order (its intake outbox row left unsent) that gave up at ``step``."""
+    with unit_of_work() as session:
+        accepted = accept_order(
+            session, OrderIn.model_validate(order_payload()), idempotency_key=None, sender="tests"
+        )
+        failure = record_failure(
+            session,
+            FailureReport(
+                order_id=accepted.order_id,
+                step=step,
+                kind=kind,
+                message=message,
+                attempts=attempts,
+                http_status=http_status,
+                code=code,
+            ),
+        )
+    assert failure is not None
+    return failure

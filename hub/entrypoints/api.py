@@ -23,6 +23,7 @@ from hub.observability import metrics
 from hub.observability.health import postgres_problem, rabbitmq_problem
 from hub.observability.logs import configure_logging
 from hub.observability.request_log import RequestLog
+from hub.observability.snapshot.take import take_snapshot
 from hub.services.intake import Accepted, accept
 from hub.services.orders import find_order, order_view
 from hub.services.outbox import publish_accepted
@@ -169,7 +170,12 @@ def create_api(
 
     # Routes that live in modules of their own are installed here, one line each.
     metrics.install_metrics(api, settings)
-    ui.install(api, settings=settings, publisher=chain_publisher)
+    ui.install(
+        api,
+        settings=settings,
+        publisher=chain_publisher,
+        snapshot=lambda: take_snapshot(settings, workers=bootstrap.celery_app()),
+    )
     return api
 
 

@@ -11,13 +11,18 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from hub.core.failure_groups import GroupKey
 from hub.db import audit
 from hub.db.engine import unit_of_work
 from hub.db.models import Failure, Order, OutboxMessage, StepOutcome
+
+# The most failures one bulk replay or discard takes on (the CLI's and the page's).
+MAX_BULK = 100_000
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,19 @@ class FailureFilter:
     since: datetime | None = None
     until: datetime | None = None
     state: str = "open"
+    # A failure group's id (hub.core.failure_groups): computed from each row's message, so it
+    # narrows in Python after the SQL filters.
+    group: str | None = None
+    # Only failures that existed at this moment: a bulk action confirmed on a page acts on what
+    # the operator saw, not on failures that arrived while they read the confirmation.
+    opened_before: datetime | None = None
+
+
+def group_of(failure: Failure) -> str:
+    """The id of the failure group a failure belongs to."""
+    return GroupKey.of(
+        step=failure.step, kind=failure.error_kind, code=failure.error_code, message=failure.message
+    ).group_id
 
 
 def failures_query(criteria: FailureFilter) -> Select[Failure]:
@@ -45,11 +63,29 @@ def failures_query(criteria: FailureFilter) -> Select[Failure]:
         query = query.where(Failure.last_failed_at >= criteria.since)
     if criteria.until:
         query = query.where(Failure.last_failed_at < criteria.until)
+    if criteria.opened_before:
+        query = query.where(Failure.first_failed_at <= criteria.opened_before)
     return query.order_by(Failure.first_failed_at, Failure.id)
 
 
 def find_failures(session: Session, criteria: FailureFilter, *, limit: int = 1000) -> list[Failure]:
-    return list(session.scalars(failures_query(criteria).limit(limit)))
+    """The matching failures, oldest first, at most ``limit`` of them."""
+    if criteria.group is None:
+        return list(session.scalars(failures_query(criteria).limit(limit)))
+    # A group is known only once a row's message is fingerprinted: read every candidate.
+    matching = (
+        f for f in session.scalars(failures_query(criteria)) if group_of(f) == criteria.group
+    )
+    return list(islice(matching, limit))
+
+
+def count_failures(session: Session, criteria: FailureFilter) -> int:
+    """How many failures match (what a confirmation states before a bulk action)."""
+    if criteria.group is not None:
+        return len(find_failures(session, criteria, limit=MAX_BULK))
+    return int(
+        session.scalar(select(func.count()).select_from(failures_query(criteria).subquery())) or 0
+    )
 
 
 @dataclass(frozen=True)

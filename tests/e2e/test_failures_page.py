@@ -7,89 +7,26 @@ the replayed order then completes through the workers.
 
 from __future__ import annotations
 
-import base64
-import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import select
 
 from hub.core.schemas import OrderIn
 from hub.db.engine import unit_of_work
 from hub.db.models import Failure, IntegrationEvent
-from hub.demo.processes import ROOT
 from hub.services.intake import accept_order
-from hub.settings import get_settings
 from tests import support
-from tests.e2e.conftest import LOGS, Stack
+from tests.e2e.browser import SCREENSHOTS, chromium, flash_text, sign_in
+from tests.e2e.conftest import Stack
 from tests.factories import order_payload
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOT = ROOT / "var" / "screenshots" / "failures-page.png"
+SCREENSHOT = SCREENSHOTS / "failures-page.png"
 ORDER_SCREENSHOT = SCREENSHOT.with_name("order-timeline.png")
-# As the machine notes say: without the background-networking flags Chromium keeps dialling
-# hosts this closed network refuses.
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1500,900",
-)
-
-
-@contextmanager
-def chromium(profile: Path) -> Iterator[WebDriver]:
-    """Debian's headless Chromium through its chromedriver; fails (never skips) without them."""
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
-    if missing:
-        pytest.fail(
-            f"the failures-page test needs Debian's chromium and chromium-driver, and "
-            f"{' and '.join(missing)} is missing: run `make browser` "
-            "(apt-get install -y chromium chromium-driver)",
-            pytrace=False,
-        )
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
-    LOGS.mkdir(parents=True, exist_ok=True)
-    service = Service(str(CHROMEDRIVER), log_output=str(LOGS / "chromedriver.log"))
-    driver = webdriver.Chrome(options=options, service=service)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def sign_in(driver: WebDriver) -> str:
-    """Send the operator's basic credentials with every request of the tab; return the user."""
-    settings = get_settings()
-    assert settings.operator_user and settings.operator_password, "TEST_ENV sets them"
-    pair = f"{settings.operator_user}:{settings.operator_password.get_secret_value()}"
-    header = "Basic " + base64.b64encode(pair.encode()).decode()
-    driver.execute_cdp_cmd("Network.enable", {})
-    driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": header}})
-    return settings.operator_user
 
 
 def order_that_fails(sku: str) -> uuid.UUID:
@@ -133,20 +70,6 @@ def stored(failure_id: uuid.UUID) -> Failure:
         failure = session.get(Failure, failure_id)
     assert failure is not None
     return failure
-
-
-def flash_text(driver: WebDriver) -> str:
-    try:
-        element = WebDriverWait(driver, 15).until(
-            expected_conditions.presence_of_element_located((By.ID, "flash"))
-        )
-    except TimeoutException:
-        pytest.fail(
-            f"no flash message at {driver.current_url}; the page says:\n"
-            f"{driver.page_source[:3000]}",
-            pytrace=False,
-        )
-    return str(element.text)
 
 
 def rows(driver: WebDriver) -> set[str]:

@@ -19,7 +19,19 @@ from hub.entrypoints.ui.operator_auth import (
 )
 from hub.settings import get_settings
 
-PAGES = ("/ui", "/ui/failures", f"/ui/orders/{uuid.uuid4()}")
+GROUP = "0123456789ab"
+PAGES = (
+    "/ui",
+    "/ui/failures",
+    f"/ui/orders/{uuid.uuid4()}",
+    f"/ui/groups/{GROUP}",
+    f"/ui/groups/{GROUP}/replay",
+    f"/ui/groups/{GROUP}/discard",
+    "/ui/failures/replay",
+    "/ui/status",
+    "/ui/status/live",
+    "/ui/static/status.js",
+)
 
 
 def operator_surfaces() -> list[tuple[str, str]]:
@@ -28,6 +40,9 @@ def operator_surfaces() -> list[tuple[str, str]]:
         *(("GET", page) for page in PAGES),
         ("POST", f"/ui/failures/{failure}/replay"),
         ("POST", f"/ui/failures/{failure}/discard"),
+        ("POST", f"/ui/groups/{GROUP}/replay"),
+        ("POST", f"/ui/groups/{GROUP}/discard"),
+        ("POST", "/ui/failures/replay"),
     ]
 
 

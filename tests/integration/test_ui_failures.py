@@ -12,16 +12,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from hub.core.pipeline import STEPS
-from hub.core.schemas import OrderIn
 from hub.db.engine import unit_of_work
 from hub.db.models import Failure, IntegrationEvent, Order, OutboxMessage, StepOutcome
 from hub.entrypoints.api import create_api
 from hub.entrypoints.ui.operator_auth import issue_form_token
-from hub.services.failures import FailureReport, record_failure
-from hub.services.intake import accept_order
 from hub.settings import get_settings
 from tests import support
-from tests.factories import order_payload
+from tests.support import make_failure
 
 OPERATOR = "test-operator"
 
@@ -37,36 +34,6 @@ def client() -> TestClient:
     client = TestClient(create_api())
     client.auth = operator_auth()
     return client
-
-
-def make_failure(
-    *,
-    step: str = "inventory",
-    kind: str = "permanent",
-    message: str = "out of stock: SKU-001",
-    http_status: int | None = 409,
-    code: str | None = "out_of_stock",
-    attempts: int = 1,
-) -> Failure:
-    """An accepted order (its intake outbox row left unsent) that gave up at ``step``."""
-    with unit_of_work() as session:
-        accepted = accept_order(
-            session, OrderIn.model_validate(order_payload()), idempotency_key=None, sender="tests"
-        )
-        failure = record_failure(
-            session,
-            FailureReport(
-                order_id=accepted.order_id,
-                step=step,
-                kind=kind,
-                message=message,
-                attempts=attempts,
-                http_status=http_status,
-                code=code,
-            ),
-        )
-    assert failure is not None
-    return failure
 
 
 def listed_ids(page: str) -> set[str]:

@@ -14,14 +14,17 @@ from rich.table import Table
 from sqlalchemy import select
 
 from hub import bootstrap
+from hub.core.failure_groups import GROUP_ID_PATTERN
 from hub.core.pipeline import FAILURE_KINDS, STEPS
 from hub.db.engine import unit_of_work
 from hub.db.models import BreakerState, Failure, Order
 from hub.entrypoints.cli.support import err, out, require_services, settings_or_exit
 from hub.entrypoints.cli.timeline import print_timeline
+from hub.services.failure_groups import FailureGroup, open_groups
 from hub.services.orders import order_view
 from hub.services.outbox import publish_row_now
 from hub.services.replay import (
+    MAX_BULK,
     FailureFilter,
     Resolution,
     discard_one,
@@ -42,6 +45,10 @@ SinceOption = Annotated[
     str | None, typer.Option("--since", help="30m, 2h, 1d or an ISO time (last failure)")
 ]
 UntilOption = Annotated[str | None, typer.Option("--until", help="ISO time or 30m/2h ago")]
+GroupOption = Annotated[
+    str | None, typer.Option("--group", help="a failure group's id (hub failures groups)")
+]
+GROUP_ID = re.compile(GROUP_ID_PATTERN)
 
 
 def parse_when(text: str | None, *, option: str) -> datetime | None:
@@ -76,9 +83,15 @@ def build_filter(
     code: str | None,
     since: str | None,
     until: str | None,
+    group: str | None = None,
     state: str = "open",
 ) -> FailureFilter:
 
+    if group is not None and not GROUP_ID.match(group):
+        raise typer.BadParameter(
+            f"{group!r} is not a group id (12 hex digits, from hub failures groups)",
+            param_hint="--group",
+        )
     if step is not None and step not in STEPS:
         raise typer.BadParameter(f"{step!r} is not one of {', '.join(STEPS)}", param_hint="--step")
     if kind is not None and kind not in FAILURE_KINDS:
@@ -93,6 +106,7 @@ def build_filter(
         since=parse_when(since, option="--since"),
         until=parse_when(until, option="--until"),
         state=state,
+        group=group,
     )
 
 
@@ -133,6 +147,7 @@ def list_failures(
     code: CodeOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
+    group: GroupOption = None,
     state: Annotated[str, typer.Option(help="open | replayed | discarded")] = "open",
     limit: Annotated[int, typer.Option(help="at most this many")] = 200,
 ) -> None:
@@ -141,7 +156,7 @@ def list_failures(
     settings = settings_or_exit()
     require_services(settings, rabbitmq=False)
     criteria = build_filter(
-        ids=[], step=step, kind=kind, code=code, since=since, until=until, state=state
+        ids=[], step=step, kind=kind, code=code, since=since, until=until, group=group, state=state
     )
     with unit_of_work() as session:
         rows = find_failures(session, criteria, limit=limit)
@@ -149,6 +164,52 @@ def list_failures(
         out.print(f"no {state} failures match")
         return
     out.print(failures_table(list(rows), title=f"{len(rows)} {state} failure(s)"))
+
+
+def groups_table(groups: list[FailureGroup]) -> Table:
+    table = Table(title=f"{len(groups)} failure group(s), {sum(g.count for g in groups)} failures")
+    for column in ("group", "failures", "step", "kind", "http", "code", "first seen", "last seen"):
+        table.add_column(column, overflow="fold")
+    table.add_column("cause (ids <id>, numbers #)", overflow="fold")
+    table.add_column("sample", overflow="fold")
+    for group in groups:
+        table.add_row(
+            group.group_id,
+            str(group.count),
+            group.key.step,
+            group.key.kind,
+            str(group.sample.http_status or ""),
+            group.key.code or "",
+            group.first_seen.strftime("%Y-%m-%d %H:%M:%S"),
+            group.last_seen.strftime("%Y-%m-%d %H:%M:%S"),
+            group.key.fingerprint[:60],
+            group.sample.message[:60],
+        )
+    return table
+
+
+def list_groups(
+    step: StepOption = None,
+    kind: KindOption = None,
+    code: CodeOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+) -> None:
+    """Open failures grouped by cause (step, kind, code, message with ids and numbers masked)."""
+
+    settings = settings_or_exit()
+    require_services(settings, rabbitmq=False)
+    criteria = build_filter(ids=[], step=step, kind=kind, code=code, since=since, until=until)
+    with unit_of_work() as session:
+        groups = open_groups(session, criteria)
+    if not groups:
+        out.print("no open failures match")
+        return
+    out.print(groups_table(groups))
+    out.print(
+        "a group's failures and orders: hub failures list --group ID; "
+        "act on all of them: hub replay --group ID [--dry-run], hub discard --group ID --reason ..."
+    )
 
 
 def show_failure(failure_id: Annotated[str, typer.Argument(help="failure id")]) -> None:
@@ -192,6 +253,7 @@ def replay(
     code: CodeOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
+    group: GroupOption = None,
     all_: Annotated[bool, typer.Option("--all", help="every open failure")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show, change nothing")] = False,
     rate: Annotated[float, typer.Option(help="replays per second, at most", min=0.01)] = 5.0,
@@ -202,16 +264,18 @@ def replay(
 
     settings = settings_or_exit()
     ids = ids or []
-    if not (ids or step or kind or code or since or until or all_):
+    if not (ids or step or kind or code or since or until or group or all_):
         err.print(
-            "[red]say what to replay: failure ids, --step/--kind/--code/--since/--until, "
+            "[red]say what to replay: failure ids, --group, --step/--kind/--code/--since/--until, "
             "or --all[/red]"
         )
         raise typer.Exit(2)
     require_services(settings, rabbitmq=not dry_run)
-    criteria = build_filter(ids=ids, step=step, kind=kind, code=code, since=since, until=until)
+    criteria = build_filter(
+        ids=ids, step=step, kind=kind, code=code, since=since, until=until, group=group
+    )
     with unit_of_work() as session:
-        rows = find_failures(session, criteria, limit=100_000)
+        rows = find_failures(session, criteria, limit=MAX_BULK)
         chosen = [row.id for row in rows]
         if criteria.ids:
             # Named failures that are no longer open are reported, not silently ignored.
@@ -250,18 +314,43 @@ def replay(
 
 
 def discard(
-    ids: Annotated[list[str], typer.Argument(help="failure ids")],
-    reason: Annotated[str, typer.Option(help="why (required, recorded)")],
+    ids: Annotated[list[str] | None, typer.Argument(help="failure ids")] = None,
+    reason: Annotated[str, typer.Option(help="why (required, recorded)")] = "",
+    group: GroupOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show, change nothing")] = False,
     operator: Annotated[str, typer.Option(help="who discards (recorded)")] = getpass.getuser(),
 ) -> None:
-    """Close failures without replaying them; their orders stay failed."""
+    """Close failures (by id, or a whole --group) without replaying them; orders stay failed."""
 
     settings = settings_or_exit()
-    require_services(settings, rabbitmq=False)
+    ids = ids or []
+    if bool(ids) == bool(group):
+        err.print("[red]say what to discard: failure ids, or --group ID (not both)[/red]")
+        raise typer.Exit(2)
     if not reason.strip():
         raise typer.BadParameter("a reason is required", param_hint="--reason")
-    for result in resolve_many(parse_ids(ids), discard_one, operator=operator, reason=reason):
+    require_services(settings, rabbitmq=False)
+    criteria = build_filter(
+        ids=ids, step=None, kind=None, code=None, since=None, until=None, group=group
+    )
+    chosen = list(criteria.ids)
+    if dry_run or group is not None:
+        with unit_of_work() as session:
+            rows = find_failures(session, criteria, limit=MAX_BULK)
+        if dry_run or not rows:
+            title = f"dry run: would discard {len(rows)} failure(s)"
+            out.print(failures_table(list(rows), title=title) if rows else "nothing to discard")
+            return
+        chosen = [row.id for row in rows]
+    counts = {"discarded": 0, "skipped": 0}
+    for result in resolve_many(chosen, discard_one, operator=operator, reason=reason):
+        counts[result.outcome] += 1
         out.print(f"{result.outcome:9} {result.failure_id}  order {result.order_id}")
+    if group is not None:
+        out.print(
+            f"discarded {counts['discarded']}, skipped {counts['skipped']} "
+            "(already replayed or discarded by someone else)"
+        )
 
 
 def breakers() -> None:
@@ -305,6 +394,7 @@ def breakers() -> None:
 def register(cli: typer.Typer) -> None:
     failures = typer.Typer(help="List and inspect failures.", no_args_is_help=True)
     failures.command("list")(list_failures)
+    failures.command("groups")(list_groups)
     failures.command("show")(show_failure)
     cli.add_typer(failures, name="failures")
     cli.command()(replay)

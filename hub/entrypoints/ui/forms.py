@@ -5,15 +5,21 @@ Everything here comes from a browser, so everything is checked; nothing is trust
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from fastapi import Request, Response
+from fastapi.responses import PlainTextResponse
 
 from hub.core.pipeline import FAILURE_KINDS, STEPS
+from hub.entrypoints.ui.operator_auth import form_token_valid, same_origin
 from hub.services.replay import FailureFilter
+from hub.settings import Settings
+
+log = logging.getLogger("hub.ui")
 
 FILTER_FIELDS = ("step", "kind", "code", "since", "until")
 MAX_FORM_BYTES = 16 * 1024
@@ -94,6 +100,24 @@ async def read_form(request: Request) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError) as exc:
         raise FormError(400, "the form could not be read") from exc
     return dict(pairs)
+
+
+async def checked_form(
+    request: Request, settings: Settings, operator: str
+) -> dict[str, str] | Response:
+    """The posted form, or the refusal of a forged or malformed one."""
+    try:
+        form = await read_form(request)
+    except FormError as exc:
+        return PlainTextResponse(str(exc), status_code=exc.status)
+    if not same_origin(request) or not form_token_valid(settings, operator, form.get("token", "")):
+        log.warning("operator form refused: cross-origin or bad token (%s)", operator)
+        return PlainTextResponse(
+            "refused: this form did not come from the failures page "
+            "(cross-origin, or its token is missing or expired); reload the page and retry",
+            status_code=403,
+        )
+    return form
 
 
 def safe_next(value: str | None) -> str:

@@ -16,6 +16,7 @@ from hub.db.engine import engine_for
 from hub.observability.health import PG_START, ServiceDown
 from hub.observability.snapshot.facts import (
     LATENCY_BUCKETS,
+    Breaker,
     BreakerWindow,
     DatabaseFacts,
     Latency,
@@ -81,7 +82,7 @@ _FAILURES = text(
 
 # A window older than the breaker's counts nothing any more (the next failure starts anew).
 _BREAKERS = text(
-    "SELECT system, state, held,"
+    "SELECT system, state, opened_at, retry_at, held,"
     " CASE WHEN window_started_at > now() - make_interval(secs => :window) THEN calls ELSE 0 END,"
     " CASE WHEN window_started_at > now() - make_interval(secs => :window)"
     " THEN failures ELSE 0 END"
@@ -129,18 +130,22 @@ def _facts(connection: Connection, *, window: float) -> DatabaseFacts:
     counted = _count_events(rows)
     backlog, age = connection.execute(_OUTBOX).one()
     failures = {(str(step), str(kind)): int(n) for step, kind, n in connection.execute(_FAILURES)}
-    breaker_rows = connection.execute(_BREAKERS, {"window": window}).all()
-    breakers = {str(system): str(state) for system, state, *_ in breaker_rows}
+    breaker_results = connection.execute(_BREAKERS, {"window": window}).all()
+    breaker_rows = {
+        str(system): Breaker(str(state), opened_at, retry_at)
+        for system, state, opened_at, retry_at, *_ in breaker_results
+    }
     windows = {
         str(system): BreakerWindow(calls=int(calls), failures=int(failures), held=int(held))
-        for system, _, held, calls, failures in breaker_rows
+        for system, _, _, _, held, calls, failures in breaker_results
     }
     return DatabaseFacts(
         orders_by_status=orders,
         outbox_backlog=int(backlog),
         outbox_oldest_age_seconds=float(age),
         failures_open=failures,
-        breakers=breakers,
+        breakers={system: row.state for system, row in breaker_rows.items()},
+        breaker_rows=breaker_rows,
         breaker_windows=windows,
         **counted,
     )

@@ -27,6 +27,16 @@ class Latency:
 
 
 @dataclass(frozen=True)
+class Breaker:
+    """One system's breaker as the ``breakers`` table holds it (a system with no row is closed)."""
+
+    state: str  # closed | open | half_open
+    opened_at: datetime | None = None
+    # While open: no call before this moment. While half-open: the probe's lease ends here.
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class DatabaseFacts:
     orders_by_status: dict[str, int] = field(default_factory=dict)
     # Counted from audit events, so they only ever grow (an order failed twice counts twice).
@@ -42,6 +52,8 @@ class DatabaseFacts:
     # (step, error kind) -> open failure records
     failures_open: dict[tuple[str, str], int] = field(default_factory=dict)
     breakers: dict[str, str] = field(default_factory=dict)
+    # The same breakers with their times, for the status page (system -> its row).
+    breaker_rows: dict[str, Breaker] = field(default_factory=dict)
     # What each breaker is deciding on: its window's calls and failures, steps held back.
     breaker_windows: dict[str, BreakerWindow] = field(default_factory=dict)
 
