@@ -1,10 +1,12 @@
 """The breaker against systems that half work, and against one that is down.
 
 A half-working system must get its full useful rate (retries finish every order), and a dead
-one only a trickle of calls. Each case drains 200 orders and compares its rate with a healthy
-run of the same size in the same test, so the machine's speed cancels out. Every failed call
-costs about what a successful one does, so a system failing the first call of each request
-(five runs of a step per order instead of three) can drain at 0.6 of the healthy rate at best.
+one only a trickle of calls. Each half-working case drains 200 orders after a healthy run of
+the same size and prints the ratio of their rates; what it asserts is that every order
+completes exactly once and that the breaker neither opened nor held a step back. Every failed
+call costs about what a successful one does, so a system failing the first call of each
+request (five runs of a step per order instead of three) drains at 0.6 of the healthy rate at
+best; `make bench` measures it.
 """
 
 from __future__ import annotations
@@ -31,27 +33,40 @@ def drain_rate(stack: Stack, *, orders: int = ORDERS) -> tuple[float, list[str]]
     return orders / (time.monotonic() - started), order_ids
 
 
+def held_back_or_opened() -> tuple[int, int]:
+    """Steps the breakers held back, and how often they opened, since the tables were emptied."""
+    with get_engine().connect() as connection:
+        counts = dict(
+            connection.execute(
+                text(
+                    "SELECT event_type, count(*) FROM integration_events"
+                    " WHERE event_type IN ('step.deferred', 'breaker.opened') GROUP BY event_type"
+                )
+            ).tuples()
+        )
+    return counts.get("step.deferred", 0), counts.get("breaker.opened", 0)
+
+
 def compare_with_healthy(stack: Stack, break_systems: Callable[[], None]) -> None:
-    """The half-working run's drain rate against a healthy run's, best of two rounds: both
-    rates move with whatever else the machine runs, and one round can catch a busy moment."""
-    ratios = []
-    for _ in range(2):
-        healthy, healthy_ids = drain_rate(stack)
-        assert_exactly_once(stack, healthy_ids)
+    """Every order of a half-working run completes once, and no breaker stands in its way.
 
-        break_systems()
-        flaky, flaky_ids = drain_rate(stack)
-        stack.sandbox.clear_faults()
+    The drain rate against the healthy run's is printed; the target on it (>= 0.5) is a
+    figure of `make bench` ("ERP failing half its calls"), not a timed assertion here.
+    """
+    healthy, healthy_ids = drain_rate(stack)
+    assert_exactly_once(stack, healthy_ids)
+    before = held_back_or_opened()
 
-        assert_exactly_once(stack, flaky_ids)
-        ratios.append(flaky / healthy)
-        print(f"healthy {healthy:.1f}/s, half-working {flaky:.1f}/s, ratio {ratios[-1]:.2f}")
-        if ratios[-1] >= 0.5:
-            return
-    assert max(ratios) >= 0.5, f"half-working drained at {max(ratios):.2f} of the healthy rate"
+    break_systems()
+    flaky, flaky_ids = drain_rate(stack)
+    stack.sandbox.clear_faults()
+
+    assert_exactly_once(stack, flaky_ids)
+    print(f"healthy {healthy:.1f}/s, half-working {flaky:.1f}/s, ratio {flaky / healthy:.2f}")
+    assert held_back_or_opened() == before, "the breaker held back a half-working system"
 
 
-def test_systems_failing_the_first_call_of_every_key_still_drain_at_half_the_healthy_rate(
+def test_systems_failing_the_first_call_of_every_key_drain_without_the_breaker_holding_them(
     stack: Stack,
 ) -> None:
     def first_calls_fail() -> None:
@@ -70,7 +85,7 @@ def test_systems_failing_the_first_call_of_every_key_still_drain_at_half_the_hea
     compare_with_healthy(stack, first_calls_fail)
 
 
-def test_a_system_failing_forty_percent_of_its_calls_still_drains_at_half_the_healthy_rate(
+def test_a_system_failing_forty_percent_of_its_calls_drains_without_the_breaker_holding_it(
     stack: Stack,
 ) -> None:
     compare_with_healthy(stack, lambda: stack.sandbox.set_faults("erp", error_rate=0.4, status=503))

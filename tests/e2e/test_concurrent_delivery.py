@@ -47,7 +47,7 @@ def attempts(order_id: uuid.UUID, step: str) -> int:
 
 def test_two_deliveries_at_once_make_one_effect_and_count_both_attempts(stack: Stack) -> None:
     # A slow ERP keeps the first delivery inside its call while the second one starts.
-    stack.sandbox.set_faults("erp", latency_ms=800)
+    stack.sandbox.set_faults("erp", latency_ms=3000)
     erp_calls = stack.sandbox.ledger("erp")["calls"]
     order_id = accept(
         OrderIn.model_validate(order_payload()), idempotency_key=None, sender="tests"
