@@ -122,7 +122,7 @@ class SqlStepStore:
                         StepOutcome.status == "succeeded",
                         StepOutcome.step != step,
                     )
-                ).tuples()
+                )
             }
             return Started(order=_snapshot(order), attempt=row.attempts, earlier=earlier)
 

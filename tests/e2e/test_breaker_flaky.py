@@ -36,14 +36,13 @@ def drain_rate(stack: Stack, *, orders: int = ORDERS) -> tuple[float, list[str]]
 def held_back_or_opened() -> tuple[int, int]:
     """Steps the breakers held back, and how often they opened, since the tables were emptied."""
     with get_engine().connect() as connection:
-        counts = dict(
-            connection.execute(
-                text(
-                    "SELECT event_type, count(*) FROM integration_events"
-                    " WHERE event_type IN ('step.deferred', 'breaker.opened') GROUP BY event_type"
-                )
-            ).tuples()
+        rows = connection.execute(
+            text(
+                "SELECT event_type, count(*) FROM integration_events"
+                " WHERE event_type IN ('step.deferred', 'breaker.opened') GROUP BY event_type"
+            )
         )
+        counts = {str(kind): int(n) for kind, n in rows}
     return counts.get("step.deferred", 0), counts.get("breaker.opened", 0)
 
 
