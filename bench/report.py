@@ -26,22 +26,6 @@ def table(results: dict[str, Any]) -> Table:
             f"{p['orders']} orders, {p['clients']} clients, {p['workers']} workers x "
             f"{p['concurrency']} processes, sandbox 0 ms; bare end: {tp['bare']['counted_by']}",
         )
-    fl = results.get("flaky")
-    if fl:
-        p = fl["params"]
-        healthy, flaky = fl["healthy"], fl["flaky"]
-        out.add_row(
-            "f. ERP failing half its calls: drain rate (orders/s)",
-            f"{flaky['per_second']} ({flaky['completed']} completed, {flaky['failed']} failed; "
-            f"{flaky['erp_calls']} ERP calls, {flaky['retries_scheduled']} retries, "
-            f"breaker opened {flaky['breaker_opened']} times, "
-            f"{flaky['deferred_by_breaker']} steps held back)",
-            f"{healthy['per_second']} with the ERP healthy ({healthy['erp_calls']} ERP calls)",
-            _ratio(fl["ratio"]),
-            f"{p['orders']} orders from {p['clients']} senders, each batch timed from its first "
-            "post to its last completion; ERP: first call of each key fails, 503 with an HTML "
-            "page and Retry-After 1 s as an HTTP date",
-        )
     lat = results.get("latency")
     if lat:
         p = lat["params"]
@@ -122,5 +106,21 @@ def table(results: dict[str, Any]) -> Table:
             f"{p['requests']} requests from {p['clients']} closed-loop senders after "
             f"{p['warmup_requests']} warm-up; {p['api_processes']} uvicorn processes each; "
             "workers stopped",
+        )
+    fl = results.get("flaky")
+    if fl:
+        p = fl["params"]
+        healthy, flaky = fl["healthy"], fl["flaky"]
+        out.add_row(
+            "f. ERP failing half its calls: drain rate (orders/s)",
+            f"{flaky['per_second']} ({flaky['completed']} completed, {flaky['failed']} failed; "
+            f"{flaky['erp_calls']} ERP calls, {flaky['retries_scheduled']} retries, "
+            f"breaker opened {flaky['breaker_opened']} times, "
+            f"{flaky['deferred_by_breaker']} steps held back)",
+            f"{healthy['per_second']} with the ERP healthy ({healthy['erp_calls']} ERP calls)",
+            _ratio(fl["ratio"]),
+            f"{p['orders']} orders from {p['clients']} senders, each batch timed from its first "
+            "post to its last completion; ERP: first call of each key fails, 503 with an HTML "
+            "page and Retry-After 1 s as an HTTP date",
         )
     return out
