@@ -27,11 +27,13 @@ class IntakeParams:
 
 
 def measure(stack: Stack, params: IntakeParams, *, baseline_port: int) -> dict[str, Any]:
+    # Workers first: steps still returning from the figure before must not hold locks on the
+    # tables being truncated.
+    for name in stack.worker_names:
+        stack.stop_child(stack.child(name))
     state.truncate_all()
     state.purge_queues()
     stack.sandbox.clear_faults()
-    for name in stack.worker_names:
-        stack.stop_child(stack.child(name))
     bare_url = start_baseline(stack, baseline_port, "--bare-intake", name="bare-intake")
     try:
         sent = {"count": params.requests, "clients": params.clients}
