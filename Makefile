@@ -87,7 +87,7 @@ breakers: venv ## the shared breaker of each downstream system
 
 # The bench and the chaos suite start a stack of their own (database hub_bench / hub_chaos,
 # queue prefix hubbench / hubchaos, ports 18500-18504 / 18510-18513) beside anything running.
-bench: venv ## throughput, intake latency, outage recovery, memory: one table (writes var/bench only)
+bench: venv ## throughput, intake latency, outage recovery, memory, intake capacity, flaky ERP: one table (var/bench only)
 	$(PY) -m bench $(ARGS)
 
 # Runs write under var/ only; the figures in docs/ change only when asked for, here.

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-FIGURES = ("throughput", "latency", "outage", "memory")
+FIGURES = ("throughput", "flaky", "latency", "outage", "memory", "intake")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--outage", type=float, default=30.0, help="c: seconds the ERP is down")
     parser.add_argument("--backlog-orders", type=int, default=2000, help="d: orders waiting")
     parser.add_argument("--retry-after", type=int, default=60, help="d: the ERP's Retry-After")
+    parser.add_argument("--flaky-orders", type=int, default=300, help="f: orders per batch")
+    parser.add_argument("--intake-requests", type=int, default=2000, help="e: per server")
+    parser.add_argument("--intake-clients", type=int, default=8, help="e: closed-loop senders")
     parser.add_argument("--out", type=Path, default=Path("var/bench"), help="results directory")
     parser.add_argument(
         "--chart", type=Path, default=None, help="also write the chart here (make docs-figures)"
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    from bench import latency, memory, outage, state, throughput
+    from bench import flaky, intake, latency, memory, outage, state, throughput
     from bench.chart import outage_chart
     from bench.report import table
     from bench.stack import Stack
@@ -101,6 +104,17 @@ def main(argv: list[str] | None = None) -> int:
                         concurrency=args.concurrency,
                     ),
                 )
+        if "flaky" in only:
+            with console.status(f"f. ERP failing half its calls: 2 x {args.flaky_orders} orders"):
+                results["flaky"] = flaky.measure(
+                    stack,
+                    flaky.FlakyParams(
+                        orders=args.flaky_orders,
+                        clients=args.clients,
+                        workers=args.workers,
+                        concurrency=args.concurrency,
+                    ),
+                )
         # c before b: the ERP outage of b leaves retries parked for a few seconds, which would
         # land in c's queues; d comes last, its retries are parked for minutes.
         if "outage" in only:
@@ -126,6 +140,14 @@ def main(argv: list[str] | None = None) -> int:
                 results["memory"] = memory.measure(
                     stack,
                     memory.MemoryParams(orders=args.backlog_orders, retry_after=args.retry_after),
+                )
+        # Last: it stops the workers, so that the API has the machine as its baseline does.
+        if "intake" in only:
+            with console.status(f"e. intake capacity: {args.intake_clients} closed-loop senders"):
+                results["intake"] = intake.measure(
+                    stack,
+                    intake.IntakeParams(requests=args.intake_requests, clients=args.intake_clients),
+                    baseline_port=int(settings.api_port) + 4,
                 )
     finally:
         stack.stop()

@@ -1,16 +1,19 @@
 """The baseline of the throughput figure: a bare Celery chain of three no-op tasks.
 
 Same ``celery_config`` as the hub (quorum queues on a topic exchange, publisher confirms, acks
-late, prefetch 1, JSON, task events), same task names and routing, its own queue prefix; the
-tasks do nothing. ``python -m bench.bare --name hubbare-1`` runs one worker of it.
+late, prefetch 1, JSON, no task events), same task names and routing, same worker arguments, its
+own queue prefix; the tasks do nothing. ``python -m bench.bare --name hubbare-1`` runs one worker
+of it.
+
+Its completions are not counted through task events: the hub sends none (each is a confirmed
+publish), so the baseline must not pay for them either. The harness instead polls until the
+chains have drained (:func:`drained`).
 """
 
 from __future__ import annotations
 
 import argparse
-import threading
-import time
-from typing import Any
+import socket
 
 from celery import Celery, chain
 
@@ -54,42 +57,41 @@ def declare_and_purge(app: Celery) -> None:
             bound.purge()
 
 
-class SucceededCounter:
-    """Counts ``task-succeeded`` events of the bare workers (hostnames ``hubbare*@``)."""
+def node_name(name: str) -> str:
+    """The Celery node name of the bare worker started with ``--name name``."""
+    return f"{name}@{socket.gethostname()}"
 
-    def __init__(self, app: Celery) -> None:
-        self._app = app
-        self._lock = threading.Lock()
-        self.count = 0
-        self.last_at = 0.0  # time.time() of the newest event counted
-        self._receiver: Any = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bare-events", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-        self._ready.wait(15)
+def _queues_empty(app: Celery) -> bool:
+    topology = Topology(BARE_PREFIX)
+    with app.connection_for_write() as connection:
+        channel = connection.channel()
+        for step in STEPS:
+            _, ready, _ = channel.queue_declare(topology.queue_name(step), passive=True)
+            if ready:
+                return False
+    return True
 
-    def _on_succeeded(self, event: dict[str, Any]) -> None:
-        if str(event.get("hostname", "")).startswith(BARE_PREFIX):
-            with self._lock:
-                self.count += 1
-                self.last_at = max(self.last_at, float(event.get("timestamp") or time.time()))
 
-    def _run(self) -> None:
-        with self._app.connection() as connection:
-            receiver = self._app.events.Receiver(
-                connection, handlers={"task-succeeded": self._on_succeeded}
-            )
-            # Counting starts once the event queue is bound: nothing published before is lost.
-            receiver.on_consume_ready = lambda *_, **__: self._ready.set()
-            self._receiver = receiver
-            receiver.capture(limit=None, timeout=None, wakeup=False)
+def _workers_idle(app: Celery, nodes: list[str]) -> bool:
+    """No task running or reserved (taken, not yet acked) in any of these workers."""
+    inspect = app.control.inspect(destination=nodes, timeout=2.0)
+    for reply in (inspect.active(), inspect.reserved()):
+        if reply is None or len(reply) < len(nodes) or any(reply.values()):
+            return False
+    return True
 
-    def stop(self) -> None:
-        if self._receiver is not None:
-            self._receiver.should_stop = True
-        self._thread.join(10)
+
+def drained(app: Celery, nodes: list[str]) -> bool:
+    """Every chain has run to its end: the three queues are empty and no worker holds a task.
+
+    A message is always somewhere until the chain ends (a task publishes the next one before it
+    acks), either ready in a queue or held by a worker. The queues are asked before and after
+    the workers, so a message that moves from a queue to a worker between two questions is
+    seen. Only the cheap queue question is asked while work is plainly left, so the polling
+    costs the workers nothing until the very end.
+    """
+    return _queues_empty(app) and _workers_idle(app, nodes) and _queues_empty(app)
 
 
 def main() -> None:
@@ -97,7 +99,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--name", default=f"{BARE_PREFIX}-1")
     args = parser.parse_args()
-    app = create_bare_app(get_settings())
+    settings = get_settings()
+    app = create_bare_app(settings)
     queues = ",".join(Topology(BARE_PREFIX).queue_name(step) for step in STEPS)
     app.worker_main(
         argv=[
@@ -109,7 +112,7 @@ def main() -> None:
             "--hostname",
             f"{args.name}@%h",
             "--loglevel",
-            "INFO",
+            settings.log_level,
             "--without-gossip",
             "--without-mingle",
         ]

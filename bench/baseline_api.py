@@ -4,6 +4,10 @@
 with the hub's own schema, reserves stock in the ERP with the hub's own adapter (same
 timeouts), and answers 201 only once the ERP has answered; an ERP error becomes a 502. It does
 no authentication and stores nothing, so it is, if anything, flattered by the comparison.
+
+``python -m bench.baseline_api --bare-intake`` serves the baseline of the intake capacity figure
+instead: ``POST /orders`` parses the body with the hub's own ``OrderIn`` model and answers 202,
+nothing else, served like ``hub api`` (uvicorn, ``HUB_API_PROCESSES`` processes, same options).
 """
 
 from __future__ import annotations
@@ -55,10 +59,43 @@ def create_baseline(settings: Settings) -> FastAPI:
     return api
 
 
+def bare_intake() -> FastAPI:
+    """Parse the order and answer 202: what any intake costs before it stores anything."""
+    api = FastAPI(title="bare intake")
+
+    @api.post("/orders")
+    async def create_order(request: Request) -> JSONResponse:
+        try:
+            order = OrderIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return JSONResponse({"error": "validation_error", "detail": str(exc)}, 422)
+        return JSONResponse({"order_id": order.external_id}, status_code=202)
+
+    @api.get("/healthz")
+    def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    return api
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--bare-intake", action="store_true", help="parse and answer 202 only")
     args = parser.parse_args()
+    if args.bare_intake:
+        # As hub api serves (hub/entrypoints/cli/main.py), but for the app.
+        uvicorn.run(
+            "bench.baseline_api:bare_intake",
+            factory=True,
+            workers=get_settings().api_processes,
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning",
+            log_config=None,
+            access_log=False,
+        )
+        return
     uvicorn.run(
         create_baseline(get_settings()),
         host="127.0.0.1",

@@ -37,26 +37,37 @@ class LatencyParams:
     erp_latency_ms: int = 500
 
 
-def start_baseline(stack: Stack, port: int) -> str:
+def start_baseline(stack: Stack, port: int, *args: str, name: str = "baseline") -> str:
+    """Serve ``bench.baseline_api`` (with these arguments) on ``port``; its URL."""
     child = stack.supervisor.start(
-        "baseline", [sys.executable, "-m", "bench.baseline_api", "--port", str(port)]
+        name, [sys.executable, "-m", "bench.baseline_api", "--port", str(port), *args]
     )
     url = f"http://127.0.0.1:{port}"
     stack.supervisor.wait_until(child, http_ok(f"{url}/healthz"), timeout=60)
     return url
 
 
-def _load(url: str, params: LatencyParams, headers: dict[str, str]) -> LoadResult:
+def load(
+    url: str, headers: dict[str, str], *, count: int, clients: int, rate: float | None = None
+) -> LoadResult:
+    """``count`` orders after a warm-up: on a schedule of ``rate`` a second (open loop), or
+    with ``rate`` None each sender posting its next as soon as its last is answered (closed)."""
     run = new_run_id()
 
     def send(n: int) -> Any:
         return post_order(url, order_payload(n, run=run), headers=headers)
 
-    run_clients(send, range(-WARMUP, 0), clients=params.clients)  # connections, caches
-    return run_open_loop(send, params.requests, rate=params.rate, clients=params.clients)
+    run_clients(send, range(-WARMUP, 0), clients=clients)  # connections, caches
+    if rate is None:
+        return run_clients(send, range(count), clients=clients)
+    return run_open_loop(send, count, rate=rate, clients=clients)
 
 
-def _summary(result: LoadResult) -> dict[str, Any]:
+def _sent(params: LatencyParams) -> dict[str, Any]:
+    return {"count": params.requests, "clients": params.clients, "rate": params.rate}
+
+
+def summary(result: LoadResult) -> dict[str, Any]:
     latencies = result.latencies()
     ok = sum(1 for s in result.samples if 200 <= s.status < 300)
     return {
@@ -88,8 +99,8 @@ def measure(stack: Stack, params: LatencyParams, *, baseline_port: int) -> dict[
         for name, fault in faults.items():
             stack.sandbox.clear_faults()
             stack.sandbox.set_faults("erp", **fault)
-            hub = _summary(_load(f"{stack.api_url}/orders", params, headers))
-            baseline = _summary(_load(f"{baseline_url}/orders", params, {}))
+            hub = summary(load(f"{stack.api_url}/orders", headers, **_sent(params)))
+            baseline = summary(load(f"{baseline_url}/orders", {}, **_sent(params)))
             scenarios[name] = {
                 "fault": fault,
                 "hub": hub,

@@ -17,6 +17,7 @@ from bench.auth import sender_headers
 from bench.load import Stream
 from bench.stack import Stack
 from hub.core.pipeline import STEPS
+from hub.db import audit
 
 SAMPLE_EVERY = 0.5
 
@@ -136,6 +137,7 @@ def measure(stack: Stack, params: OutageParams) -> dict[str, Any]:
         1 for _, accepted_at in stream.accepted.values() if down_at <= accepted_at < back_at
     )
     calls_during = calls_at_return - calls_before
+    events = records.event_counts()
     return {
         "params": {
             "rate_per_s": params.rate,
@@ -143,6 +145,8 @@ def measure(stack: Stack, params: OutageParams) -> dict[str, Any]:
             "outage_s": params.outage,
             "after_s": params.after,
             "erp_fault": "down=true (503 at once)",
+            "breaker_cooldown_s": stack.settings.breaker.cooldown,
+            "breaker_half_open_calls": stack.settings.breaker.half_open_calls,
         },
         "orders_accepted": len(order_ids),
         "orders_completed": completed,
@@ -154,6 +158,7 @@ def measure(stack: Stack, params: OutageParams) -> dict[str, Any]:
         "erp_calls_during_outage": calls_during,
         "erp_calls_per_waiting_order": round(calls_during / max(1, waiting_at_return), 2),
         "waiting_orders_at_return": waiting_at_return,
+        "breaker_opened": events[audit.BREAKER_OPENED],
         "drain_s": round(drained_at - back_at, 1) if drained_at is not None else None,
         "drain_95pct_s": (
             round(mostly_drained_at - back_at, 1) if mostly_drained_at is not None else None

@@ -24,7 +24,7 @@ def table(results: dict[str, Any]) -> Table:
             f"{tp['bare']['per_second']} (bare 3-task Celery chain)",
             _ratio(tp["ratio"]),
             f"{p['orders']} orders, {p['clients']} clients, {p['workers']} workers x "
-            f"{p['concurrency']} processes, sandbox 0 ms",
+            f"{p['concurrency']} processes, sandbox 0 ms; bare end: {tp['bare']['counted_by']}",
         )
     lat = results.get("latency")
     if lat:
@@ -52,11 +52,13 @@ def table(results: dict[str, Any]) -> Table:
         p = out_["params"]
         params = (
             f"{p['rate_per_s']} orders/s; ERP down {p['outage_s']} s after {p['before_s']} s; "
-            f"stream {p['after_s']} s more"
+            f"stream {p['after_s']} s more; breaker rest {p.get('breaker_cooldown_s')} s, "
+            f"{p.get('breaker_half_open_calls')} half-open probes"
         )
         out.add_row(
             "c. ERP calls during the outage",
-            f"{out_['erp_calls_during_outage']}",
+            f"{out_['erp_calls_during_outage']} (breaker opened "
+            f"{out_.get('breaker_opened')} times)",
             f"{out_['waiting_orders_at_return']} orders waiting at its return",
             f"{_ratio(out_['erp_calls_per_waiting_order'])} calls per waiting order",
             params,
@@ -89,5 +91,36 @@ def table(results: dict[str, Any]) -> Table:
             f"celery_delayed_*; {p['erp_fault']}, breaker rest {p['breaker_cooldown_s']} s; "
             f"{p['workers']} workers x "
             f"{p['processes_per_worker']} processes",
+        )
+    ic = results.get("intake")
+    if ic:
+        p = ic["params"]
+        hub, bare = ic["hub"], ic["bare"]
+        out.add_row(
+            "e. intake capacity: orders accepted/s, p50 / p99 ms",
+            f"{hub['accepted_per_s']}, {hub['p50_ms']} / {hub['p99_ms']} "
+            f"({hub['accepted_pct']}% accepted)",
+            f"{bare['accepted_per_s']}, {bare['p50_ms']} / {bare['p99_ms']}: bare endpoint "
+            "(OrderIn parse, 202)",
+            _ratio(ic["ratio"]),
+            f"{p['requests']} requests from {p['clients']} closed-loop senders after "
+            f"{p['warmup_requests']} warm-up; {p['api_processes']} uvicorn processes each; "
+            "workers stopped",
+        )
+    fl = results.get("flaky")
+    if fl:
+        p = fl["params"]
+        healthy, flaky = fl["healthy"], fl["flaky"]
+        out.add_row(
+            "f. ERP failing half its calls: drain rate (orders/s)",
+            f"{flaky['per_second']} ({flaky['completed']} completed, {flaky['failed']} failed; "
+            f"{flaky['erp_calls']} ERP calls, {flaky['retries_scheduled']} retries, "
+            f"breaker opened {flaky['breaker_opened']} times, "
+            f"{flaky['deferred_by_breaker']} steps held back)",
+            f"{healthy['per_second']} with the ERP healthy ({healthy['erp_calls']} ERP calls)",
+            _ratio(fl["ratio"]),
+            f"{p['orders']} orders from {p['clients']} senders, each batch timed from its first "
+            "post to its last completion; ERP: first call of each key fails, 503 with an HTML "
+            "page and Retry-After 1 s as an HTTP date",
         )
     return out

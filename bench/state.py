@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 from kombu.connection import Connection
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from hub.broker.topology import Topology
 from hub.core.pipeline import STEPS
@@ -34,7 +36,20 @@ def fresh_database() -> None:
     migrate.upgrade(url)
 
 
-def truncate_all() -> None:
+def truncate_all(*, attempts: int = 5) -> None:
+    """Empty every table. Steps of the figure before may still be finishing (a retry coming
+    back, say) and take row locks in the other order: a deadlock is tried again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            _truncate()
+            return
+        except OperationalError as exc:
+            if attempt == attempts or "deadlock" not in str(exc):
+                raise
+            time.sleep(1)
+
+
+def _truncate() -> None:
     with get_engine().begin() as connection:
         tables = connection.execute(
             text(
