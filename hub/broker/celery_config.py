@@ -65,6 +65,9 @@ def _embedded_broker(settings: Settings) -> dict[str, Any]:
     A countdown retry is then an ETA message that the worker holds in memory until it is due.
     """
     return {
+        # No broadcast on this transport, so Flower cannot switch task events on: trial
+        # workers send them from the start (their cost matters little in a trial).
+        "worker_send_task_events": True,
         # kombu's filesystem transport, writing each message file whole (see the module).
         "broker_transport": "hub.broker.filesystem:Transport",
         "broker_transport_options": transport_options(settings),

@@ -28,7 +28,7 @@ def test_a_worker_with_other_settings_is_named(stack: Stack) -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "HUB_BREAKER__THRESHOLD": "9"},
+        env={**os.environ, "HUB_BREAKER__MIN_CALLS": "9"},
     )
 
     assert ran.returncode == 1
