@@ -42,8 +42,8 @@ def open_breaker(system: str, opened: datetime, retry: datetime) -> None:
     with get_engine().begin() as connection:
         connection.execute(
             text(
-                "INSERT INTO breakers (system, state, consecutive_failures, opened_at, retry_at,"
-                " updated_at) VALUES (:system, 'open', 5, :opened, :retry, now())"
+                "INSERT INTO breakers (system, state, calls, failures, opened_at, retry_at,"
+                " updated_at) VALUES (:system, 'open', 10, 10, :opened, :retry, now())"
             ),
             {"system": system, "opened": opened, "retry": retry},
         )
