@@ -70,6 +70,10 @@ def _ping_idle_connections(engine: Engine) -> None:
         try:
             with dbapi_connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
+            # The driver opened a transaction for the ping; close it, or the caller's first
+            # statement (SET TRANSACTION ISOLATION LEVEL, say) runs inside it and is refused.
+            if not dbapi_connection.autocommit:
+                dbapi_connection.rollback()
         except Exception as exc:
             # The pool retries the checkout with a new connection.
             raise DisconnectionError("idle connection is gone") from exc

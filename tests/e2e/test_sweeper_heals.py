@@ -85,7 +85,8 @@ def test_orders_of_a_purged_queue_all_complete_exactly_once(
         what=f"{ORDERS} orders to complete after {lost} messages were purged",
     )
     healed_in = time.monotonic() - purged_at
-    assert lost >= 20
+    # (workers may take a few between the look at the depth and the purge)
+    assert lost >= 15, f"only {lost} messages were purged: not the backlog this test is about"
     assert len(redriven_orders() & set(order_ids)) >= lost, "each purged order was re-driven"
     # and each step's effect is applied once downstream: no double reservation, shipment
     # or invoice, and no effect missing.

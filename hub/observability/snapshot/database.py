@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, TextClause, bindparam, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from hub.db import audit
 from hub.db.engine import engine_for
@@ -111,8 +111,12 @@ def read_database(settings: Settings, *, timeout: float = 3.0) -> DatabaseFacts 
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         log.info("snapshot: PostgreSQL not readable: %s", reason)
-        missing = "does not exist" in reason  # the database, or a table: not migrated
-        hint = "make migrate" if missing else f"start it with: {PG_START}"
+        if "does not exist" in reason:  # the database, or a table: not migrated
+            hint = "make migrate"
+        elif isinstance(exc, OperationalError):  # refused, gone, or too slow to answer
+            hint = f"start it with: {PG_START}"
+        else:  # it answered, and refused one of the snapshot's own queries
+            hint = "PostgreSQL is up and refused a snapshot query: a bug in the hub, report it"
         return ServiceDown("PostgreSQL", where(settings), reason, hint)
 
 
