@@ -77,6 +77,15 @@ def sign_in(driver: WebDriver) -> str:
     return settings.operator_user
 
 
+def click_through(driver: WebDriver, element_id: str) -> None:
+    """Click a button that submits a form, and wait until its answer has replaced the page:
+    reading the next page before then finds the old page's elements (its flash message too),
+    which go stale under the reader."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.ID, element_id).click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
+
+
 def flash_text(driver: WebDriver) -> str:
     try:
         element = WebDriverWait(driver, 15).until(

@@ -21,7 +21,7 @@ from hub.db.engine import unit_of_work
 from hub.db.models import Failure, IntegrationEvent
 from hub.services.intake import accept_order
 from tests import support
-from tests.e2e.browser import SCREENSHOTS, chromium, flash_text, sign_in
+from tests.e2e.browser import SCREENSHOTS, chromium, click_through, flash_text, sign_in
 from tests.e2e.conftest import Stack
 from tests.factories import order_payload
 
@@ -98,7 +98,7 @@ def operate(stack: Stack, browser: WebDriver) -> None:
     assert str(to_replay.order_id) in row and "out_of_stock" in row and replay_sku in row
 
     stack.sandbox.set_stock({replay_sku: 10})
-    browser.find_element(By.ID, f"replay-{to_replay.id}").click()
+    click_through(browser, f"replay-{to_replay.id}")
 
     assert flash_text(browser).startswith(
         f"Replayed inventory of order {to_replay.order_id}: queued"
@@ -112,7 +112,7 @@ def operate(stack: Stack, browser: WebDriver) -> None:
     assert (replayed.state, replayed.resolved_by) == ("replayed", operator)
 
     browser.find_element(By.ID, f"reason-{to_discard.id}").send_keys("sku retired, order void")
-    browser.find_element(By.ID, f"discard-{to_discard.id}").click()
+    click_through(browser, f"discard-{to_discard.id}")
 
     assert flash_text(browser) == (
         f"Discarded the failure of inventory for order {to_discard.order_id}."

@@ -32,7 +32,7 @@ from hub.services.intake import accept_order
 from hub.services.replay import group_of
 from hub.settings import get_settings
 from tests import support
-from tests.e2e.browser import SCREENSHOTS, chromium, flash_text, sign_in
+from tests.e2e.browser import SCREENSHOTS, chromium, click_through, flash_text, sign_in
 from tests.e2e.conftest import Stack
 from tests.factories import order_payload
 
@@ -142,27 +142,27 @@ def test_thirty_failures_of_three_causes_and_a_group_replayed_once(
     print(f"screenshot: {GROUPS_SCREENSHOT}")
 
     stack.sandbox.set_stock(dict.fromkeys(short_skus, 10))
-    browser.find_element(By.ID, f"replay-group-{short_group}").click()
+    click_through(browser, f"replay-group-{short_group}")
     question = browser.find_element(By.ID, "confirm-question").text
     assert question == f"Replay 10 failures of group {short_group}?"
     first_tab = browser.current_window_handle
     browser.switch_to.new_window("tab")
     sign_in(browser)
     browser.get(f"{stack.api_url}/ui/groups/{short_group}")
-    browser.find_element(By.ID, f"replay-group-{short_group}").click()
+    click_through(browser, f"replay-group-{short_group}")
     second_tab = browser.current_window_handle
     browser.switch_to.window(first_tab)
     # One a second, so the second click and the second tab come while the replay still runs.
     rate = browser.find_element(By.ID, "rate")
     rate.clear()
     rate.send_keys("1")
-    browser.find_element(By.ID, "confirm").click()
+    click_through(browser, "confirm")
     first_answer = flash_text(browser)
     browser.back()
-    browser.find_element(By.ID, "confirm").click()
+    click_through(browser, "confirm")
     second_click = flash_text(browser)
     browser.switch_to.window(second_tab)
-    browser.find_element(By.ID, "confirm").click()
+    click_through(browser, "confirm")
     second_tab_answer = flash_text(browser)
 
     print(f"first click: {first_answer}\nsecond click: {second_click}")
