@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
 .PHONY: help venv browser demo test lint typecheck migrate api worker relay sandbox flower failures groups replay \
-        status timeline bench docs-figures chaos reconcile prune doctor clean \
+        status timeline bench docs-figures docs-session chaos reconcile prune doctor clean \
         cluster-up cluster-down cluster-status cluster-chaos
 
 help: ## list the targets
@@ -94,6 +94,11 @@ bench: venv ## throughput, intake latency, outage recovery, memory, intake capac
 docs-figures: venv ## refresh docs/outage.png from the last make bench (runs the outage figure if none)
 	@test -f var/bench/outage.png || $(PY) -m bench --only outage
 	cp var/bench/outage.png docs/outage.png
+
+docs-session: venv ## re-record docs/erp-outage-session.txt (an ERP shedding load, down, back; failure groups)
+	@mkdir -p var
+	$(PY) -m bench.session > var/erp-outage-session.txt
+	mv var/erp-outage-session.txt docs/erp-outage-session.txt
 
 chaos: venv ## orders under kills, broker and database restarts, flaps; then the exactly-once check
 	$(PY) -m bench.chaos $(ARGS)
