@@ -11,10 +11,11 @@ runs last): the accepted orders wait in their queues and are purged at the end o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench import state
+from bench import cpu, state
 from bench.auth import sender_headers
 from bench.latency import WARMUP, load, start_baseline, summary
 from bench.stack import Stack
@@ -24,6 +25,16 @@ from bench.stack import Stack
 class IntakeParams:
     requests: int
     clients: int = 8
+
+
+def _costed(stack: Stack, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The run's summary with the CPU each part of the stack spent per request."""
+    before = cpu.snapshot(stack)
+    result = run()
+    result["cpu_ms_per_request"] = cpu.per_order(
+        before, cpu.snapshot(stack), max(1, result["requests"])
+    )
+    return result
 
 
 def measure(stack: Stack, params: IntakeParams, *, baseline_port: int) -> dict[str, Any]:
@@ -37,8 +48,10 @@ def measure(stack: Stack, params: IntakeParams, *, baseline_port: int) -> dict[s
     bare_url = start_baseline(stack, baseline_port, "--bare-intake", name="bare-intake")
     try:
         sent = {"count": params.requests, "clients": params.clients}
-        hub = summary(load(f"{stack.api_url}/orders", sender_headers(), **sent))
-        bare = summary(load(f"{bare_url}/orders", {}, **sent))
+        hub = _costed(
+            stack, lambda: summary(load(f"{stack.api_url}/orders", sender_headers(), **sent))
+        )
+        bare = _costed(stack, lambda: summary(load(f"{bare_url}/orders", {}, **sent)))
     finally:
         stack.stop_child(stack.child("bare-intake"))
         state.purge_queues()
