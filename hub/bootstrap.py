@@ -19,7 +19,8 @@ from adapters.warehouse import WarehouseClient
 from hub.broker.celery_config import celery_config
 from hub.broker.publisher import CeleryChainPublisher
 from hub.core.steps import StepStore
-from hub.db.engine import get_engine
+from hub.db import hot_path
+from hub.db.engine import engine_for, get_engine
 from hub.db.hot_path import PostgresStepStore
 from hub.db.step_store import SqlStepStore
 from hub.services.run_step import SqlBreakerGate, SqlStepRecorder, StepPorts
@@ -84,9 +85,10 @@ def downstream(settings: Settings) -> Downstream:
 def step_store(settings: Settings) -> StepStore:
     """One statement per move on PostgreSQL; the portable ORM store on SQLite (trial mode)."""
     window = settings.breaker.window
-    if settings.database_url.startswith("sqlite:"):
-        return SqlStepStore(breaker_window=window)
-    return PostgresStepStore(get_engine(), breaker_window=window)
+    engine = engine_for(settings.database_url)
+    if hot_path.serves(engine):
+        return PostgresStepStore(engine, breaker_window=window)
+    return SqlStepStore(breaker_window=window)
 
 
 @cache

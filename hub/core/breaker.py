@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 
 class BreakerPolicy(BaseModel):
@@ -52,6 +53,16 @@ class BreakerPolicy(BaseModel):
     probe_lease: float = Field(default=30.0, gt=0)
     # Held-back steps come back spread over this many seconds, not all with the first probe.
     spread: float = Field(default=3.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_name_or_new(cls, values: Any) -> Any:
+        if isinstance(values, dict) and {"threshold", "min_calls"} <= set(values):
+            raise ValueError(
+                "threshold is the old name of min_calls (HUB_BREAKER__THRESHOLD, now "
+                "HUB_BREAKER__MIN_CALLS): set only min_calls"
+            )
+        return values
 
 
 class Mode(StrEnum):
@@ -192,8 +203,3 @@ def _open(
 
 def _quiet(breaker: Breaker) -> Breaker:
     return replace(breaker, window_started_at=None, calls=0, failures=0, retry_failures=0)
-
-
-def failure_rate(breaker: Breaker) -> float:
-    """The current window's failure rate (0 when nothing is counted)."""
-    return breaker.failures / breaker.calls if breaker.calls else 0.0

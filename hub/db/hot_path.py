@@ -29,6 +29,13 @@ from hub.core.steps import (
 from hub.db.engine import autocommit
 from hub.db.step_store import error_detail, retry_detail
 
+
+def serves(engine: Engine) -> bool:
+    """Whether these statements run on ``engine``'s database: PostgreSQL's data-modifying CTEs.
+    Every caller that takes the one-statement path asks this, and only this."""
+    return engine.dialect.name == "postgresql"
+
+
 # A step's start. Under the step row's lock (taken by the UPDATE, which re-checks its WHERE on
 # the newest row version if another delivery changed it meanwhile): one more attempt, the step
 # running, the order processing on its first move, and the audit row. The attempt is spent only

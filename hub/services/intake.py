@@ -95,7 +95,7 @@ def accept(order: OrderIn, *, idempotency_key: str | None, sender: str) -> Accep
     """Store a new order, or find the one it repeats: one statement on PostgreSQL for a new
     order (a repeat, rarer, takes the transaction below to find its twin)."""
     engine = get_engine()
-    if engine.dialect.name == "postgresql":
+    if hot_path.serves(engine):
         order_id = uuid.uuid4()
         outbox_id = hot_path.insert_order(
             engine, order_id=order_id, order=order, idempotency_key=idempotency_key, sender=sender

@@ -88,7 +88,7 @@ def publish_accepted(publisher: ChainPublisher, *, outbox_id: int, order_id: uui
         return False
     try:
         engine = get_engine()
-        if engine.dialect.name == "postgresql":
+        if hot_path.serves(engine):
             hot_path.mark_sent(engine, outbox_id)
         else:
             _mark_sent(outbox_id)

@@ -179,7 +179,7 @@ class SqlBreakerGate:
 
     def note(self, system: str, error: DownstreamError | None, *, retried: bool = False) -> None:
         failed = error is not None and breaker.counts_against(error)
-        if error is not None and self._engine.dialect.name == "postgresql":
+        if error is not None and hot_path.serves(self._engine):
             # While a system is flaky its window is live: one statement counts the call, and
             # only counts that say "down" take the locked path to open the breaker.
             counts = hot_path.count_call(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from hub.core.breaker import (
     Admission,
@@ -11,7 +12,6 @@ from hub.core.breaker import (
     Change,
     Mode,
     admit,
-    failure_rate,
     record,
 )
 
@@ -156,13 +156,6 @@ def test_the_old_threshold_setting_still_sets_the_minimum_of_calls() -> None:
     assert BreakerPolicy.model_validate({"threshold": 3}).min_calls == 3
 
 
-@pytest.mark.parametrize(
-    ("breaker", "rate"), [(Breaker(), 0.0), (counting(4, 1), 0.25), (counting(10, 10), 1.0)]
-)
-def test_failure_rate(breaker: Breaker, rate: float) -> None:
-    assert failure_rate(breaker) == rate
-
-
 def test_a_system_failing_every_first_call_never_opens_and_a_dead_one_soon_does() -> None:
     flaky, dead = Breaker(), Breaker()
     opened_after = None
@@ -177,3 +170,8 @@ def test_a_system_failing_every_first_call_never_opens_and_a_dead_one_soon_does(
         assert flaky.mode is Mode.CLOSED
     assert dead.mode is Mode.OPEN
     assert opened_after == 1.5  # its third failed retry
+
+
+def test_the_old_and_the_new_name_of_the_minimum_together_are_refused_by_name() -> None:
+    with pytest.raises(ValidationError, match="threshold is the old name of min_calls"):
+        BreakerPolicy.model_validate({"threshold": 3, "min_calls": 5})
