@@ -379,8 +379,8 @@ def breakers() -> None:
             if row.state == "half_open"
             else "-",
             str(row.held),
-            str(row.opened_at or ""),
-            str(row.retry_at or "") if row.state != "closed" else "",
+            _moment(row.opened_at, now),
+            _moment(row.retry_at, now) if row.state != "closed" else "",
         )
     out.print(table if rows else "no system has failed lately: all breakers closed")
     policy = settings.breaker
@@ -389,6 +389,15 @@ def breakers() -> None:
         f"{policy.window:g} s failed, {policy.min_retry_failures} of them retries; rests "
         f"{policy.cooldown:g} s, then {policy.half_open_calls} probes"
     )
+
+
+def _moment(at: datetime | None, now: datetime) -> str:
+    """A time to the second, and how far it is from now: what an operator reads first."""
+    if at is None:
+        return ""
+    seconds = round((at - now).total_seconds())
+    relative = f"in {seconds} s" if seconds >= 0 else f"{-seconds} s ago"
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M:%S} ({relative})"
 
 
 def register(cli: typer.Typer) -> None:
