@@ -60,20 +60,20 @@ class Transcript:
     def hub(self, *args: str) -> str:
         return self.run(str(HUB), *args)
 
+    def post_json(self, url: str, body: dict[str, Any]) -> str:
+        return self.run(
+            "curl", "-s", "-X", "POST", url,
+            "-H", "content-type: application/json", "-d", json.dumps(body),
+        )  # fmt: skip
+
     def faults(self, url: str, faults: dict[str, Any] | None) -> None:
         if faults is None:
             self.run("curl", "-s", "-X", "DELETE", f"{url}/_faults")
         else:
-            self.run(
-                "curl", "-s", "-X", "POST", f"{url}/_faults",
-                "-H", "content-type: application/json", "-d", json.dumps(faults),
-            )  # fmt: skip
+            self.post_json(f"{url}/_faults", faults)
 
     def stock(self, url: str, levels: dict[str, int]) -> None:
-        self.run(
-            "curl", "-s", "-X", "POST", f"{url}/_stock",
-            "-H", "content-type: application/json", "-d", json.dumps(levels),
-        )  # fmt: skip
+        self.post_json(f"{url}/_stock", levels)
 
 
 def _shown(arg: str) -> str:
