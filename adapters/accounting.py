@@ -1,12 +1,13 @@
-"""Accounting adapter: invoice a shipped order."""
+"""Accounting adapter: invoice a shipped order (the ``Invoicing`` port over the HTTP contract)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import uuid
 from decimal import Decimal
-from typing import Any
+from urllib.parse import quote
 
 from adapters.http import JsonHttpClient
+from hub.core.ports.downstream import CreditNote, Invoice, Order, Shipment
 
 
 class AccountingClient(JsonHttpClient):
@@ -14,28 +15,31 @@ class AccountingClient(JsonHttpClient):
 
     system = "accounting"
 
-    def create_invoice(
-        self,
-        *,
-        order_id: str,
-        customer: Mapping[str, Any],
-        currency: str,
-        lines: Sequence[Mapping[str, Any]],
-        shipment_id: str,
-        idempotency_key: str,
-    ) -> dict[str, Any]:
-        """Create the invoice; answers {"invoice_id", "total" (decimal string), ...}."""
+    def invoice(self, order: Order, shipment: Shipment, key: str) -> Invoice:
+        """Create the invoice: its id and total (a decimal string)."""
         body = {
-            "order_id": order_id,
-            "customer": dict(customer),
-            "currency": currency,
+            "order_id": str(order.id),
+            "customer": dict(order.customer),
+            "currency": order.currency,
             "lines": [
-                {"sku": line["sku"], "qty": line["qty"], "unit_price": _money(line["unit_price"])}
-                for line in lines
+                {"sku": line.sku, "qty": line.qty, "unit_price": _money(line.unit_price)}
+                for line in order.lines
             ],
-            "shipment_id": shipment_id,
+            "shipment_id": shipment.id,
         }
-        return self.post("/invoices", json_body=body, idempotency_key=idempotency_key)
+        reply = self.post("/invoices", json_body=body, idempotency_key=key)
+        return Invoice(
+            id=str(reply["invoice_id"]),
+            total=str(reply.get("total", "")),
+            currency=str(reply.get("currency", order.currency)),
+        )
+
+    def credit(self, order_id: uuid.UUID, invoice: Invoice, reason: str, key: str) -> CreditNote:
+        """Credit the invoice in full: the credit note's id and total."""
+        path = f"/invoices/{quote(invoice.id, safe='')}/credit-notes"
+        body = {"order_id": str(order_id), "reason": reason}
+        reply = self.post(path, json_body=body, idempotency_key=key)
+        return CreditNote(id=str(reply["credit_note_id"]), total=str(reply.get("total", "")))
 
 
 def _money(value: object) -> str:

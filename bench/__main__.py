@@ -12,7 +12,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-FIGURES = ("throughput", "flaky", "latency", "outage", "memory", "intake")
+FIGURES = (
+    "throughput",
+    "flaky",
+    "slow",
+    "quota",
+    "latency",
+    "scrape",
+    "outage",
+    "memory",
+    "intake",
+    "keepalive",
+    "history",
+    "tryton",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,13 +39,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-rate", type=float, default=25.0, help="b: requests/s")
     parser.add_argument("--latency-clients", type=int, default=32, help="b: senders at most")
     parser.add_argument("--erp-latency-ms", type=int, default=500, help="b: slow ERP")
+    parser.add_argument("--scrapers", type=int, default=32, help="m: clients on /metrics")
     parser.add_argument("--rate", type=float, default=8.0, help="c: orders/s of the stream")
     parser.add_argument("--outage", type=float, default=30.0, help="c: seconds the ERP is down")
     parser.add_argument("--backlog-orders", type=int, default=2000, help="d: orders waiting")
     parser.add_argument("--retry-after", type=int, default=60, help="d: the ERP's Retry-After")
     parser.add_argument("--flaky-orders", type=int, default=300, help="f: orders per batch")
+    parser.add_argument("--slow-orders", type=int, default=300, help="g, h: orders per batch")
+    parser.add_argument("--quota-latency-ms", type=int, default=250, help="h: the ERP's answer")
     parser.add_argument("--intake-requests", type=int, default=2000, help="e: per server")
     parser.add_argument("--intake-clients", type=int, default=8, help="e: closed-loop senders")
+    parser.add_argument("--keepalive-posts", type=int, default=300, help="k: POSTs per server")
+    parser.add_argument(
+        "--history-orders", type=int, default=5_000_000, help="i: completed orders of history"
+    )
+    parser.add_argument("--history-months", type=int, default=12, help="i: months they span")
+    parser.add_argument("--tryton-orders", type=int, default=30, help="j: orders via the hub")
+    parser.add_argument(
+        "--tryton-sequential", type=int, default=10, help="j: orders one at a time, Tryton alone"
+    )
     parser.add_argument("--out", type=Path, default=Path("var/bench"), help="results directory")
     parser.add_argument(
         "--chart", type=Path, default=None, help="also write the chart here (make docs-figures)"
@@ -46,13 +71,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from bench.env import BENCH
+    from bench.env import BENCH, OPERATOR
 
-    BENCH.apply()  # before anything reads the settings
+    # Before anything reads the settings; a login for the operator pages of row i.
+    BENCH.apply(HUB_OPERATOR_USER=OPERATOR[0], HUB_OPERATOR_PASSWORD=OPERATOR[1])
 
     from rich.console import Console
 
-    from bench import flaky, intake, latency, memory, outage, state, throughput
+    from bench import (
+        flaky,
+        history,
+        intake,
+        keepalive,
+        latency,
+        memory,
+        outage,
+        quota,
+        scrape,
+        slow,
+        state,
+        throughput,
+    )
     from bench.chart import outage_chart
     from bench.report import table
     from bench.stack import Stack
@@ -71,9 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     if down:
         return 3
     only = args.only.split(",")
-    state.fresh_database()
-    state.purge_queues()
-    stack = Stack(settings, args.out / "logs", workers=args.workers, concurrency=args.concurrency)
+    # Row j alone leaves the sandbox stack's database and queues as they are.
+    on_sandboxes = bool(set(only) - {"tryton"})
+    if on_sandboxes:
+        state.fresh_database()
+        state.purge_queues()
+    # Rows a-f run prefork workers of --concurrency processes, as they did before the threads
+    # pool became the default (their baselines, the bare chain among them, are prefork too);
+    # rows g and h run the default worker.
+    stack = Stack(
+        settings,
+        args.out / "logs",
+        workers=args.workers,
+        concurrency=args.concurrency,
+        pool="prefork",
+    )
     results: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -91,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     started = time.monotonic()
     try:
-        with console.status("starting sandbox, workers, relay and API ..."):
-            stack.start()
+        if on_sandboxes:  # j runs on a stack of its own
+            with console.status("starting sandbox, workers, relay and API ..."):
+                stack.start()
         if "throughput" in only:
             with console.status(f"a. throughput: {args.orders} orders, then the bare chain ..."):
                 results["throughput"] = throughput.measure(
@@ -115,6 +167,21 @@ def main(argv: list[str] | None = None) -> int:
                         concurrency=args.concurrency,
                     ),
                 )
+        if "slow" in only:
+            with console.status(f"g. every system at 250 ms: 2 x {args.slow_orders} orders ..."):
+                results["slow"] = slow.measure(
+                    stack, slow.SlowParams(orders=args.slow_orders, clients=args.clients)
+                )
+        if "quota" in only:
+            with console.status(f"h. ERP allowing 4 calls at once: {args.slow_orders} orders"):
+                results["quota"] = quota.measure(
+                    stack,
+                    quota.QuotaParams(
+                        orders=args.slow_orders,
+                        clients=args.clients,
+                        latency_ms=args.quota_latency_ms,
+                    ),
+                )
         # c before b: the ERP outage of b leaves retries parked for a few seconds, which would
         # land in c's queues; d comes last, its retries are parked for minutes.
         if "outage" in only:
@@ -135,11 +202,33 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                     baseline_port=int(settings.api_port) + 4,
                 )
+        if "scrape" in only:
+            with console.status(f"m. intake latency with {args.scrapers} clients on /metrics ..."):
+                results["scrape"] = scrape.measure(
+                    stack,
+                    scrape.ScrapeParams(
+                        requests=args.latency_requests,
+                        rate=args.latency_rate,
+                        clients=args.latency_clients,
+                        scrapers=args.scrapers,
+                    ),
+                )
         if "memory" in only:
             with console.status(f"d. memory: {args.backlog_orders} orders waiting ..."):
                 results["memory"] = memory.measure(
                     stack,
                     memory.MemoryParams(orders=args.backlog_orders, retry_after=args.retry_after),
+                )
+        if "keepalive" in only:
+            with console.status(f"k. keep-alive: {args.keepalive_posts} POSTs to the sandbox ..."):
+                results["keepalive"] = keepalive.measure(
+                    keepalive.KeepAliveParams(posts=args.keepalive_posts)
+                )
+        if "history" in only:
+            with console.status(f"i. history: {args.history_orders} orders of history ..."):
+                results["history"] = history.measure(
+                    stack,
+                    history.HistoryParams(orders=args.history_orders, months=args.history_months),
                 )
         # Last: it stops the workers, so that the API has the machine as its baseline does.
         if "intake" in only:
@@ -155,7 +244,22 @@ def main(argv: list[str] | None = None) -> int:
         # on the vhost) that comes back to a deleted queue cannot be routed, and RabbitMQ's
         # at-least-once dead-lettering then holds it at the head of the shared delayed queue,
         # blocking everyone's retries behind it.
-        state.purge_queues()
+        if on_sandboxes:
+            state.purge_queues()
+    # Last, on a stack and a Tryton of its own (it changes the process's HUB_* settings).
+    if "tryton" in only:
+        from bench import tryton
+
+        with console.status(f"j. Tryton: {args.tryton_orders} orders via the hub, then alone"):
+            results["tryton"] = tryton.measure(
+                args.out / "logs-tryton",
+                tryton.TrytonParams(
+                    orders=args.tryton_orders,
+                    sequential_orders=args.tryton_sequential,
+                    clients=args.clients,
+                    workers=args.workers,
+                ),
+            )
     results["seconds"] = round(time.monotonic() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))

@@ -19,7 +19,7 @@ from celery import Celery, chain
 
 from hub.broker.celery_config import celery_config
 from hub.broker.topology import Topology
-from hub.core.pipeline import STEPS, task_name
+from hub.core.registry import task_name
 from hub.settings import Settings, get_settings
 
 BARE_PREFIX = "hubbare"
@@ -36,14 +36,17 @@ def noop(order_id: str) -> None:
 def create_bare_app(settings: Settings) -> Celery:
     app = Celery("bare")
     app.conf.update(celery_config(bare_settings(settings)))
-    for step in STEPS:
+    for step in get_settings().pipeline.steps:
         app.task(name=task_name(step))(noop)
     return app
 
 
 def publish_chain(app: Celery, order_id: str) -> None:
     chain(
-        *(app.signature(task_name(step), args=(order_id,), immutable=True) for step in STEPS)
+        *(
+            app.signature(task_name(step), args=(order_id,), immutable=True)
+            for step in get_settings().pipeline.steps
+        )
     ).apply_async(retry=False)
 
 
@@ -66,7 +69,7 @@ def _queues_empty(app: Celery) -> bool:
     topology = Topology(BARE_PREFIX)
     with app.connection_for_write() as connection:
         channel = connection.channel()
-        for step in STEPS:
+        for step in get_settings().pipeline.steps:
             _, ready, _ = channel.queue_declare(topology.queue_name(step), passive=True)
             if ready:
                 return False
@@ -101,7 +104,9 @@ def main() -> None:
     args = parser.parse_args()
     settings = get_settings()
     app = create_bare_app(settings)
-    queues = ",".join(Topology(BARE_PREFIX).queue_name(step) for step in STEPS)
+    queues = ",".join(
+        Topology(BARE_PREFIX).queue_name(step) for step in get_settings().pipeline.steps
+    )
     app.worker_main(
         argv=[
             "worker",

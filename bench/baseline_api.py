@@ -13,6 +13,7 @@ nothing else, served like ``hub api`` (uvicorn, ``HUB_API_PROCESSES`` processes,
 from __future__ import annotations
 
 import argparse
+import uuid
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -22,25 +23,32 @@ from starlette.concurrency import run_in_threadpool
 
 from hub import bootstrap
 from hub.core.errors import DownstreamError
+from hub.core.ports.downstream import Inventory, Line, Order
 from hub.core.schemas import OrderIn
 from hub.settings import Settings, get_settings
 
 
 def create_baseline(settings: Settings) -> FastAPI:
-    erp = bootstrap.downstream(settings).erp
+    erp: Inventory = bootstrap.adapter(settings, "erp")
     api = FastAPI(title="synchronous baseline")
 
     def reserve(order: OrderIn) -> JSONResponse:
         try:
-            reply = erp.reserve(
-                order_id=order.external_id,
-                lines=[{"sku": line.sku, "qty": line.qty} for line in order.lines],
-                idempotency_key=f"{order.external_id}:inventory",
+            reservation = erp.reserve(
+                Order(
+                    # The same id for the same external id, as the hub's order id would be.
+                    id=uuid.uuid5(uuid.NAMESPACE_URL, order.external_id),
+                    customer=order.customer.model_dump(),
+                    ship_to=order.ship_to.model_dump(),
+                    currency=order.currency,
+                    lines=tuple(Line(line.sku, line.qty, line.unit_price) for line in order.lines),
+                ),
+                f"{order.external_id}:inventory",
             )
         except DownstreamError as exc:
             return JSONResponse({"error": "erp_failed", "detail": str(exc)}, status_code=502)
         return JSONResponse(
-            {"order_id": order.external_id, "reservation_id": reply["reservation_id"]},
+            {"order_id": order.external_id, "reservation_id": reservation.id},
             status_code=201,
         )
 

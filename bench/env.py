@@ -55,5 +55,14 @@ class StackPlace:
         return env
 
 
+# The bench's login for the operator pages (row i reads them).
+OPERATOR = ("bench-operator", "bench-operator-password-7e1a")
+
 BENCH = StackPlace(database="hub_bench", queue_prefix="hubbench", port_base=18500)
-CHAOS = StackPlace(database="hub_chaos", queue_prefix="hubchaos", port_base=18510)
+# HUB_CHAOS_PORT_BASE moves the chaos stack, and with it its own RabbitMQ node and PostgreSQL
+# cluster (bench.chaos.services numbers their ports from the same base).
+CHAOS = StackPlace(
+    database="hub_chaos",
+    queue_prefix="hubchaos",
+    port_base=int(os.environ.get("HUB_CHAOS_PORT_BASE", "18510")),
+)

@@ -172,6 +172,16 @@ class Stream:
         self._futures: list[Future[None]] = []
         self._thread = threading.Thread(target=self._schedule, name="stream", daemon=True)
         self.sent = 0
+        self.started = 0.0  # monotonic: order n is due at started + n / rate
+
+    def due(self, n: int) -> float:
+        return self.started + n / self.rate
+
+    def first_accepted_after(self, moment: float) -> float | None:
+        """Monotonic time of the first 202 for an order first posted after ``moment``."""
+        with self._lock:
+            times = [at for n, (_, at) in self.accepted.items() if self.due(n) >= moment]
+        return min(times, default=None)
 
     def start(self) -> None:
         self._thread.start()
@@ -187,6 +197,11 @@ class Stream:
         with self._lock:
             return {order_id for order_id, _ in self.accepted.values()}
 
+    def accepted_after(self, moment: float) -> set[str]:
+        """Orders accepted at ``moment`` (monotonic) or later."""
+        with self._lock:
+            return {order_id for order_id, at in self.accepted.values() if at >= moment}
+
     def accepted_count(self) -> int:
         with self._lock:
             return len(self.accepted)
@@ -200,10 +215,10 @@ class Stream:
                 self.accepted[n] = (order_id, time.monotonic())
 
     def _schedule(self) -> None:
-        started = time.monotonic()
+        self.started = time.monotonic()
         n = 0
         while not self._stop.is_set():
-            due = started + n / self.rate
+            due = self.due(n)
             if self._stop.wait(max(0.0, due - time.monotonic())):
                 break
             self._futures.append(self._pool.submit(self._post, n))

@@ -16,8 +16,8 @@ from bench import records, state
 from bench.auth import sender_headers
 from bench.load import Stream
 from bench.stack import Stack
-from hub.core.pipeline import STEPS
 from hub.db import audit
+from hub.settings import get_settings
 
 SAMPLE_EVERY = 0.5
 
@@ -61,7 +61,7 @@ def _sample(stream: Stream, line: Timeline, t0: float, stack: Stack) -> None:
 def _doubled_and_missing(stack: Stack, order_ids: set[str]) -> tuple[int, int]:
     effects = stack.sandbox.effects_per_key()
     doubled = missing = 0
-    for step in STEPS:
+    for step in get_settings().pipeline.steps:
         for order_id in order_ids:
             n = effects[step][f"{order_id}:{step}"]
             doubled += n > 1

@@ -29,6 +29,17 @@ def step_status_counts(step: str) -> Counter[str]:
     return Counter({status: count for status, count in rows})
 
 
+def steps_running() -> int:
+    """Steps of every order running now (started, not yet ended)."""
+    with unit_of_work() as session:
+        return int(
+            session.scalar(
+                select(func.count()).select_from(StepOutcome).where(StepOutcome.status == "running")
+            )
+            or 0
+        )
+
+
 def unsent_outbox() -> int:
     with unit_of_work() as session:
         return int(
@@ -76,3 +87,23 @@ def first_event_at(event_type: str) -> datetime | None:
                 IntegrationEvent.event_type == event_type
             )
         )
+
+
+def orders_with_a_step_running() -> list[str]:
+    """Orders (ids as text) with a step running now: started, not yet ended."""
+    with unit_of_work() as session:
+        rows = session.scalars(
+            select(StepOutcome.order_id).where(StepOutcome.status == "running").distinct()
+        ).all()
+    return [str(order_id) for order_id in rows]
+
+
+def cancelled_in_flight() -> int:
+    """Cancels that found a step of their order running (it finished, then was undone)."""
+    with unit_of_work() as session:
+        details = session.scalars(
+            select(IntegrationEvent.detail).where(
+                IntegrationEvent.event_type == audit.CANCEL_REQUESTED
+            )
+        ).all()
+    return sum(1 for detail in details if (detail or {}).get("in_flight"))

@@ -10,7 +10,6 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from hub.broker.topology import Topology
-from hub.core.pipeline import STEPS
 from hub.db import migrate
 from hub.db.engine import get_engine
 from hub.settings import get_settings
@@ -83,7 +82,7 @@ def queue_depths(prefix: str | None = None) -> dict[str, int]:
     depths: dict[str, int] = {}
     with broker() as connection:
         channel = connection.channel()
-        for step in STEPS:
+        for step in get_settings().pipeline.steps:
             name = topology.queue_name(step)
             _, messages, _ = channel.queue_declare(name, passive=True)
             depths[name] = int(messages)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 from hub import bootstrap
-from hub.db.engine import forget_inherited_connections
+from hub.db.engine import forget_inherited_connections, size_pools_for_threads
 from tasks import (
     control,  # noqa: F401  (registers the remote-control command hub doctor asks)
     log_context,  # noqa: F401  (connects the worker's logging signals)
@@ -25,3 +25,16 @@ app = bootstrap.celery_app()
 def _fresh_connections_after_fork(**_: Any) -> None:
     # A prefork child must not share its parent's database sockets.
     forget_inherited_connections()
+
+
+@worker_init.connect
+def _pools_for_the_threads(sender: Any = None, **_: Any) -> None:
+    # On the threads pool every thread runs a step: each may need a database connection at
+    # the same moment (a prefork child is one thread, and its pools are rebuilt after fork).
+    if sender is not None and runs_on_threads(sender.pool_cls):
+        size_pools_for_threads(int(sender.concurrency))
+
+
+def runs_on_threads(pool_cls: Any) -> bool:
+    """Whether a worker's pool (a name such as "threads", or the class) is Celery's threads pool."""
+    return "thread" in str(getattr(pool_cls, "__module__", pool_cls))

@@ -12,25 +12,31 @@ from kombu.connection import Connection
 from sqlalchemy import text
 
 from hub.broker.topology import Topology
-from hub.core.pipeline import STEPS
 from hub.core.schemas import OrderIn
 from hub.db import migrate
 from hub.db.engine import get_engine, unit_of_work
+from hub.db.failures import FailureReport, record_failure
 from hub.db.models import Failure
 from hub.observability.health import postgres_problem, rabbitmq_problem
 from hub.services import keys
-from hub.services.failures import FailureReport, record_failure
 from hub.services.intake import accept_order
 from hub.settings import get_settings
 from tests.factories import order_payload
 
 TABLES = (
     "orders, order_lines, outbox, step_outcomes, integration_events, failures, breakers, api_keys,"
-    " audit_counts, audit_fold"
+    " audit_counts, audit_fold, system_limits, system_slots, system_waiters, operators"
 )
 
 
+# Set once a test of this process has reached the services: the session's end then deletes the
+# queues and exchanges the suite declared (tests/broker_cleanup.py).
+USED_SERVICES = False
+
+
 def require_services() -> None:
+    global USED_SERVICES
+    USED_SERVICES = True
     settings = get_settings()
     with contextlib.suppress(Exception):  # the check below names what is wrong
         migrate.ensure_database(settings.database_url)
@@ -52,6 +58,9 @@ def fresh_schema() -> None:
             )
         )
         connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    # The terminated backends include this process's own idle pooled connections: drop them
+    # all, or the next checkout hands a test a dead one ("server closed the connection").
+    get_engine().dispose()
     migrate.upgrade(url)
 
 
@@ -63,6 +72,10 @@ def truncate_tables() -> None:
 def reset_breakers() -> None:
     with get_engine().begin() as connection:
         connection.execute(text("DELETE FROM breakers"))
+        # A 429's cooling, slots and waiters of one test must not slow the next either.
+        connection.execute(text("DELETE FROM system_limits"))
+        connection.execute(text("DELETE FROM system_slots"))
+        connection.execute(text("DELETE FROM system_waiters"))
 
 
 def broker_connection() -> Connection:
@@ -87,7 +100,7 @@ def queue_depth(name: str) -> int:
 
 def work_queue_names() -> list[str]:
     topology = Topology(get_settings().queue_prefix)
-    return [topology.queue_name(step) for step in STEPS]
+    return [topology.queue_name(step) for step in get_settings().pipeline.steps]
 
 
 def wait_for(

@@ -1,10 +1,14 @@
 """The nemesis: at random moments, one of the faults the hub claims to survive.
 
-Process kills are SIGKILL (no goodbye): a worker's whole process group (main and pool
-children), one pool child, the relay, the API. A relay killed while it has a backlog may die
-between publishing a chain and marking its outbox row sent, which is why a relay kill also
-follows each broker restart, while the rows the intake could not publish are being caught up.
-Service restarts (RabbitMQ, PostgreSQL) are few and capped: they disturb the whole machine.
+Process kills are SIGKILL (no goodbye): a worker's whole process group (its threads with the
+calls they have in flight, and the slots of limited systems they hold), the relay, the API. A
+worker is also stopped as a deploy stops it (SIGTERM: Celery's warm shutdown lets the steps in
+flight finish; SIGKILL if it has not exited 30 s later, as an init system's stop timeout).
+A relay killed while it has a backlog may die between publishing a chain and marking its
+outbox row sent, which is why a relay kill also follows each broker restart, while the rows
+the intake could not publish are being caught up.
+Service restarts (RabbitMQ, PostgreSQL) are few and capped; they restart the run's own node
+and cluster (``bench.chaos.services``), never the machine's.
 A downstream flap breaks one sandbox system for a few seconds, in the background.
 """
 
@@ -14,20 +18,22 @@ import contextlib
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-
-import psutil
+from typing import Any
 
 from bench import records
-from bench.chaos import services
 from bench.chaos.keeper import Keeper
+from bench.chaos.services import OwnServices
 from bench.stack import Stack
 from hub.demo.processes import Child
 
-PROCESS_FAULTS = ("kill_worker", "kill_pool_child", "kill_relay", "kill_api")
+PROCESS_FAULTS = ("kill_worker", "stop_worker", "kill_relay", "kill_api")
+# An init system's stop timeout: a worker still running this long after SIGTERM is killed.
+STOP_TIMEOUT = 30.0
 FLAPS = (
     ("down", {"down": True}),
     ("errors", {"error_rate": 0.5, "status": 503}),
@@ -50,6 +56,9 @@ class NemesisPlan:
     postgres_restarts: int
     flaps: bool = True
     seed: int | None = None
+    # Faults each system has when not flapping (the ERP's latency, say): a flap's end
+    # restores them.
+    baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,6 +66,7 @@ class Nemesis:
     stack: Stack
     keeper: Keeper
     plan: NemesisPlan
+    services: OwnServices
     faults: list[Fault] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -120,22 +130,28 @@ class Nemesis:
             child.popen.wait(10)
         self._note("kill_worker", f"{name}: main and pool children")
 
-    def kill_pool_child(self) -> None:
+    def stop_worker(self) -> None:
         name = self._rng.choice(self.stack.worker_names)
         with self.keeper.lock:
             child = self._running(name)
             if child is None:
                 return
+            os.killpg(child.popen.pid, signal.SIGTERM)  # the keeper starts it again once gone
+        self._note(
+            "stop_worker", f"{name}: SIGTERM with {_running_steps()} steps running (all workers)"
+        )
+
+        def stop_timeout() -> None:
             try:
-                pool = psutil.Process(child.popen.pid).children()
-            except psutil.Error:
-                return
-            if not pool:
-                return
-            victim = self._rng.choice(pool)
-            with contextlib.suppress(psutil.Error):
-                victim.send_signal(signal.SIGKILL)  # the worker's main process replaces it
-        self._note("kill_pool_child", f"{name}: pid {victim.pid}")
+                child.popen.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.popen.pid, signal.SIGKILL)
+                self._note("stop_worker", f"{name}: still running {STOP_TIMEOUT:.0f} s on, SIGKILL")
+
+        waiter = threading.Thread(target=stop_timeout, name=f"stop-{name}", daemon=True)
+        waiter.start()
+        self._flaps.append(waiter)  # joined at the end like a flap's healer
 
     def kill_relay(self) -> None:
         with self.keeper.lock:
@@ -165,7 +181,7 @@ class Nemesis:
     def restart_rabbitmq(self) -> None:
         self._left["restart_rabbitmq"] -= 1
         down_for = self._rng.uniform(1, 5)
-        took = services.restart_rabbitmq(down_for=down_for)
+        took = self.services.restart_rabbitmq(down_for=down_for)
         self._note("restart_rabbitmq", f"down {down_for:.1f} s, answering again after {took:.1f} s")
         # The rows the intake could not publish meanwhile are the relay's now: kill it while
         # it catches up, between a publish and the commit that marks the row sent.
@@ -174,7 +190,7 @@ class Nemesis:
 
     def restart_postgres(self) -> None:
         self._left["restart_postgres"] -= 1
-        took = services.restart_postgres()
+        took = self.services.restart_postgres()
         self._note("restart_postgres", f"answering again after {took:.1f} s")
 
     # ---- downstream ----------------------------------------------------------------------------
@@ -189,8 +205,20 @@ class Nemesis:
         def heal() -> None:
             self._stop.wait(seconds)
             with contextlib.suppress(Exception):
-                self.stack.sandbox.control(system).clear_faults()
+                control = self.stack.sandbox.control(system)
+                if system in self.plan.baseline:
+                    control.set_faults(**self.plan.baseline[system])
+                else:
+                    control.clear_faults()
 
         thread = threading.Thread(target=heal, name=f"flap-{system}", daemon=True)
         thread.start()
         self._flaps.append(thread)
+
+
+def _running_steps() -> int:
+    """Steps running anywhere now (PostgreSQL away: -1)."""
+    try:
+        return records.steps_running()
+    except Exception:
+        return -1

@@ -8,16 +8,16 @@ from rich.table import Table
 
 from bench.chaos.keeper import Keeper
 from bench.chaos.nemesis import Nemesis
-from bench.chaos.verdict import Verdict
+from bench.chaos.verdict import DANGLING, DOUBLE, Verdict
 from hub.db import audit
 
 LABELS = {
-    "kill_worker": "SIGKILL a worker (main process and pool children)",
-    "kill_pool_child": "SIGKILL one pool child",
+    "kill_worker": "SIGKILL a worker (its threads' calls and slots with it)",
+    "stop_worker": "SIGTERM a worker (a deploy's warm shutdown)",
     "kill_relay": "SIGKILL the outbox relay",
     "kill_api": "SIGKILL the intake API",
-    "restart_rabbitmq": "restart RabbitMQ",
-    "restart_postgres": "restart PostgreSQL",
+    "restart_rabbitmq": "restart RabbitMQ (the run's own node)",
+    "restart_postgres": "restart PostgreSQL (the run's own cluster)",
     "flap": "downstream system flaps",
 }
 
@@ -34,13 +34,17 @@ def faults_table(nemesis: Nemesis, keeper: Keeper) -> Table:
         )
     restarted = Counter(keeper.restarts)
     killed = sum(len(by_kind.get(kind, [])) for kind in ("kill_worker", "kill_relay", "kill_api"))
+    # A worker stopped by SIGTERM exits by itself (its SIGKILL after the timeout is the same stop).
+    killed += sum(
+        1 for fault in nemesis.faults if fault.kind == "stop_worker" and "SIGTERM" in fault.detail
+    )
     table.add_row(
         "processes restarted by the keeper",
         str(sum(restarted.values())),
         ", ".join(f"{name} {n}" for name, n in sorted(restarted.items())),
     )
     table.add_row(
-        "processes that died without being killed",
+        "processes that died without being killed or stopped",
         str(max(0, sum(restarted.values()) - killed)),
         "broker and database restarts are ridden out in place",
     )
@@ -54,11 +58,29 @@ def verdict_table(verdict: Verdict) -> Table:
     table.add_row("orders accepted", str(verdict.accepted), "")
     table.add_row("completed", str(statuses["completed"]), "")
     table.add_row("failed, with an open failure record", str(failed), "any, each with its reason")
+    cancels = verdict.cancels
+    if cancels:
+        table.add_row("cancelled", str(statuses["cancelled"]), "every cancel taken")
+        table.add_row(
+            "cancels sent: taken (202) / already completed (409) / unanswered",
+            f"{cancels['taken']} / {cancels['already_completed']} / {cancels['unanswered']}",
+            "",
+        )
+        table.add_row(
+            "cancels that found a step in flight", str(cancels["found_a_step_in_flight"]), "any"
+        )
+        table.add_row("cancel taken, order not ended cancelled", str(verdict.not_cancelled), "0")
     table.add_row("lost (accepted, not finished or not found)", str(verdict.lost), "0")
-    table.add_row("effects applied twice", str(verdict.doubled), "0")
+    table.add_row("effects (or compensations) applied twice", str(verdict.doubled), "0")
+    table.add_row(
+        "dangling (effect live for a cancelled order, compensation without effect)",
+        str(verdict.dangling),
+        "0",
+    )
+    counted = (*DOUBLE, *DANGLING)
     table.add_row(
         "other disagreements (hub reconcile)",
-        str(len(verdict.discrepancies) - verdict.problems(("duplicate_effect",))),
+        str(len(verdict.discrepancies) - verdict.problems(counted)),
         "0",
     )
     table.add_row(
@@ -80,4 +102,20 @@ def verdict_table(verdict: Verdict) -> Table:
     table.add_row("result", "PASSED" if verdict.passed else "FAILED", "PASSED")
     for item in verdict.discrepancies[:20]:
         table.add_row(f"  {item.problem}", f"{item.order_id} {item.step}", item.detail)
+    for problem in verdict.ledger[:20]:
+        table.add_row(
+            f"  ledgers: {problem.problem}", f"{problem.order_id} {problem.step}", problem.detail
+        )
     return table
+
+
+def verdict_line(verdict: Verdict) -> str:
+    """The run in one line, as docs/reliability.md quotes it."""
+    statuses = verdict.statuses
+    return (
+        f"{'PASSED' if verdict.passed else 'FAILED'}: {verdict.accepted} orders accepted, "
+        f"{statuses['completed']} completed, {statuses['failed']} failed, "
+        f"{statuses['cancelled']} cancelled ({verdict.cancels['taken']} cancels taken, "
+        f"{verdict.cancels['found_a_step_in_flight']} with a step in flight); "
+        f"{verdict.lost} lost, {verdict.doubled} twice, {verdict.dangling} dangling"
+    )

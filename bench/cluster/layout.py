@@ -68,6 +68,10 @@ class Layout:
     amqp_base: int = 5701
     dist_base: int = 25701
     size: int = NODES
+    # The first of the 10 distribution ports rabbitmqctl itself may take (None: dist_base +
+    # 30, below the kernel's ephemeral range like every other port); the tests give one inside
+    # their own port range.
+    ctl_base: int | None = None
 
     @property
     def home(self) -> Path:
@@ -81,8 +85,11 @@ class Layout:
     @property
     def ctl_ports(self) -> tuple[int, int]:
         # The distribution ports rabbitmqctl itself may take, clear of the machine's
-        # (35672-35682) and of every node port.
-        return self.dist_base + 10000, self.dist_base + 10009
+        # (35672-35682), of every node port and of the kernel's ephemeral ports (32768 and up:
+        # an outgoing connection of any program may hold one there when rabbitmqctl binds it).
+        # +30: clear of make cluster-chaos's nodes too (their distribution ports are +10).
+        first = self.dist_base + 30 if self.ctl_base is None else self.ctl_base
+        return first, first + 9
 
     @property
     def nodes(self) -> list[Node]:

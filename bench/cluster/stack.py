@@ -1,7 +1,7 @@
 """The hub's processes on a cluster: each worker with a different first node in its URL.
 
-Everything else is ``bench.stack.Stack`` (sandbox, relay, API), which reads HUB_BROKER_URL from
-the environment: the failover list starting at node 1.
+Everything else is ``hub.demo.stack.HubStack`` (sandbox, relay, API), which reads
+HUB_BROKER_URL from the environment: the failover list starting at node 1.
 """
 
 from __future__ import annotations
@@ -24,16 +24,13 @@ class ClusterStack(Stack):
         assert self.layout is not None
         return self.layout.broker_url(first=self.worker_names.index(name) + 1)
 
-    def start_worker(self, name: str, *, wait: bool = True) -> Child:
+    def spawn_worker(self, name: str, *, node: str) -> Child:
         # The supervisor passes one environment to all its children: swap the broker URL in
         # for this start only (the keeper and the chaos driver may start workers at once).
         with self._env_lock:
             shared = self.supervisor.env
             self.supervisor.env = {**shared, "HUB_BROKER_URL": self.worker_url(name)}
             try:
-                child = self.supervisor.worker(name, concurrency=self.concurrency)
+                return super().spawn_worker(name, node=node)
             finally:
                 self.supervisor.env = shared
-        if wait:
-            self.supervisor.wait_for_log(child, "ready.", timeout=90)
-        return child

@@ -14,7 +14,7 @@ from bench.cluster.control import Cluster
 from bench.cluster.queues import list_queues, main_leader
 from bench.cluster_chaos.stalls import Window
 from hub.broker.topology import Topology
-from hub.core.pipeline import STEPS
+from hub.core.registry import REGISTRY
 
 
 @dataclass
@@ -30,7 +30,7 @@ class NodeLosses:
 
     @property
     def work_queues(self) -> list[str]:
-        return [Topology(self.prefix).queue_name(step) for step in STEPS]
+        return [Topology(self.prefix).queue_name(step) for step in REGISTRY.step_names]
 
     def replicas(self) -> dict[str, Any]:
         """The hub's quorum queues and Celery's delayed ones: how many, on how many nodes each,

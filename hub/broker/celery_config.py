@@ -6,7 +6,7 @@ from typing import Any
 
 from hub.broker.filesystem import transport_options
 from hub.broker.topology import Topology
-from hub.core.pipeline import STEPS, task_name
+from hub.core.registry import REGISTRY, compensate_task_name, task_name
 from hub.settings import Settings
 
 
@@ -34,12 +34,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "result_backend": None,
         "task_queues": topology.work_queues(),
-        "task_default_queue": topology.queue_name(STEPS[0]),
+        "task_default_queue": topology.queue_name(REGISTRY.step_names[0]),
         "task_default_exchange": topology.exchange.name,
         "task_default_exchange_type": topology.exchange_type,
-        "task_default_routing_key": topology.routing_key(STEPS[0]),
+        "task_default_routing_key": topology.routing_key(REGISTRY.step_names[0]),
         "task_create_missing_queues": False,
-        "task_routes": {task_name(step): {"queue": topology.queue_name(step)} for step in STEPS},
+        # A compensation runs on its step's queue, in the same workers and limits.
+        "task_routes": {
+            name(step): {"queue": topology.queue_name(step)}
+            for step in REGISTRY.step_names
+            for name in (task_name, compensate_task_name)
+        },
         # Control and event exchanges are global by default: two hubs (or test runs) on one vhost
         # would then share worker names and Flower would see both.
         "control_exchange": f"{settings.queue_prefix}.control",

@@ -25,5 +25,14 @@ class QueueDepths:
             return None
         return int(messages)
 
+    def consumers(self, queue: str) -> int:
+        """Consumers on ``queue`` now (0 when there is no such queue)."""
+        try:
+            _, _, consumers = self._channel.queue_declare(queue, passive=True)
+        except NotFound:
+            self._channel = self._connection.channel()
+            return 0
+        return int(consumers)
+
     def close(self) -> None:
         self._channel.close()

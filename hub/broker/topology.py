@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
-from hub.core.pipeline import STEPS
+from hub.core.registry import REGISTRY
 from hub.settings import Settings
 
 # A message that kills its worker this many times is dead-lettered instead of looping forever.
@@ -77,7 +77,7 @@ class Topology:
         )
 
     def work_queues(self) -> list[Queue]:
-        return [self.work_queue(step) for step in STEPS]
+        return [self.work_queue(step) for step in REGISTRY.step_names]
 
     def failure_queue(self) -> Queue:
         return Queue(

@@ -1,8 +1,8 @@
 """One step of an order's chain, made idempotent by the hub's own record of its outcome.
 
-What a step's run (``hub.services.run_step``) talks to, as ports: a ``StepStore`` (our records)
-and a ``StepCall`` (the downstream system). Production wires ``hub.db.hot_path`` (or, on
-SQLite, ``hub.db.step_store``) and the adapters; unit tests wire fakes.
+What a step's run (``hub.services.run_step``) talks to: a ``StepCall`` (the downstream system)
+here, and the hub's own records as ports in ``hub.core.ports.store``. Production wires the
+adapters and ``hub.db``; unit tests wire fakes.
 """
 
 from __future__ import annotations
@@ -10,20 +10,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from hub.core.errors import DownstreamError
-
-
-@dataclass(frozen=True)
-class OrderSnapshot:
-    """What a downstream call needs to know of an order."""
-
-    id: uuid.UUID
-    customer: dict[str, Any]
-    ship_to: dict[str, Any]
-    currency: str
-    lines: list[dict[str, Any]]
+from hub.core.ports.downstream import Order
 
 
 @dataclass(frozen=True)
@@ -36,11 +25,15 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Started:
-    order: OrderSnapshot
+    order: Order
     attempt: int
     # Downstream ids of the steps before this one, by step name (a shipment needs the
     # reservation, an invoice the shipment).
     earlier: Mapping[str, str]
+    # What those steps kept of their answers (a notification tells the tracking number).
+    results: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # A compensation's: why the order was cancelled (a credit note says it).
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,7 +47,24 @@ class BreakerNotClosed:
     breaker's gate first (and may then begin with ``gate_passed=True``)."""
 
 
-Begun = Started | AlreadyDone | BreakerNotClosed
+@dataclass(frozen=True)
+class Refused:
+    """Nothing was started: the order's records do not let this step run
+    (``hub.core.step_rule``), whoever sent the message."""
+
+    reason: str
+    order_status: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing was started, and no attempt spent: come back in ``delay`` seconds (a
+    compensation waits for a step of its order still in flight to end)."""
+
+    delay: int
+
+
+Begun = Started | AlreadyDone | BreakerNotClosed | Refused | Wait
 
 
 @dataclass(frozen=True)
@@ -66,32 +76,12 @@ class RetryPlan:
     backoff_ceiling_s: float
 
 
-class StepStore(Protocol):
-    def begin(self, order_id: uuid.UUID, step: str, *, gate_passed: bool) -> Begun:
-        """Mark the step running (one more attempt), or say why not.
-
-        Raises ``OrderNotFound`` for an order or step the hub does not know."""
-
-    def succeed(
-        self, order_id: uuid.UUID, step: str, *, attempt: int, outcome: Outcome, seconds: float
-    ) -> bool:
-        """Keep the outcome (the last step also completes the order); False when the system's
-        breaker is not closed, so the success must also be told to it."""
-
-    def fail(
-        self,
-        order_id: uuid.UUID,
-        step: str,
-        *,
-        attempt: int,
-        error: DownstreamError,
-        retry: RetryPlan | None,
-    ) -> None:
-        """Record a failed attempt and, when it will be retried, when."""
-
-
 # Calls the downstream system for one step. The key makes a repeated call harmless.
 StepCall = Callable[[Started, str], Outcome]
+
+
+class Unrecordable(ValueError):
+    """The store could not keep what a reply said (the database refused a value of it)."""
 
 
 class OrderNotFound(LookupError):
@@ -100,3 +90,8 @@ class OrderNotFound(LookupError):
 
 def idempotency_key(order_id: uuid.UUID, step: str) -> str:
     return f"{order_id}:{step}"
+
+
+def compensation_key(order_id: uuid.UUID, step: str) -> str:
+    """The key of the call undoing ``step``: a repeat of it is harmless too."""
+    return f"{order_id}:{step}:compensate"

@@ -33,7 +33,7 @@ def counts_against(error: DownstreamError) -> bool:
     A 429 is the system working as designed (and carries its own Retry-After); a 4xx is an
     answer about the request, not about the system's health.
     """
-    return isinstance(error, TransientError) and (error.status is None or error.status >= 500)
+    return isinstance(error, TransientError) and error.system_down
 
 
 def _seconds(moment: datetime | None) -> float | None:

@@ -23,11 +23,45 @@ def engine_for(url: str) -> Engine:
     return _postgresql_engine(url)
 
 
-def _postgresql_engine(url: str | URL, **options: Any) -> Engine:
+# Connections each pool keeps open while idle, and how many more it may open at a busy moment.
+POOL_SIZE = 5
+_max_overflow = 10
+# The most connections one pool holds at once, however many threads the process runs. A step
+# holds a connection only for its statements (milliseconds), never during its downstream call,
+# so 32 threads share 16 with little waiting; one connection per thread instead had two
+# workers of 32 threads holding 84 at once behind a limited system's row lock (`make bench`
+# row h), past PostgreSQL's default max_connections of 100 with the relay and the API.
+MAX_POOL = 16
+# Threads of this process (a worker on the threads pool; 1 otherwise).
+_threads = 1
+
+
+def size_pools_for_threads(threads: int) -> None:
+    """Let the threads of this process (a worker on the threads pool) share at most
+    ``MAX_POOL`` connections per pool, opened as needed; a thread that finds them all busy
+    waits for one. The pools still keep only ``POOL_SIZE`` idle.
+
+    Engines built before are dropped and built again with the new size on first use.
+    """
+    global _max_overflow, _threads
+    wanted = max(10, min(threads, MAX_POOL) - POOL_SIZE)
+    if wanted == _max_overflow and threads == _threads:
+        return
+    _max_overflow, _threads = wanted, threads
+    for engine in _built:
+        engine.dispose()
+    _built.clear()
+    engine_for.cache_clear()
+    lease_engine.cache_clear()
+    autocommit.cache_clear()
+    _factory.cache_clear()
+
+
+def _postgresql_engine(url: str | URL, *, overflow: int | None = None, **options: Any) -> Engine:
     engine = create_engine(
         url,
-        pool_size=5,
-        max_overflow=10,
+        pool_size=POOL_SIZE,
+        max_overflow=_max_overflow if overflow is None else overflow,
         connect_args={"connect_timeout": 5},
         # A database error's text would otherwise carry the statement's values (customer data,
         # key hashes) into logs and error records.
@@ -90,6 +124,14 @@ def autocommit(engine: Engine) -> Engine:
     if engine.dialect.name == "sqlite":
         return engine.execution_options(isolation_level="AUTOCOMMIT")
     return _postgresql_engine(engine.url, isolation_level="AUTOCOMMIT")
+
+
+@lru_cache(maxsize=4)
+def lease_engine(url: str) -> Engine:
+    """Connections held for a whole downstream call (``hub.db.lease``: a session advisory
+    lock while a step calls a system without idempotency keys): a pool of their own, one per
+    thread at most, so calls in flight never take the connections the statements share."""
+    return _postgresql_engine(url, overflow=max(10, _threads) - POOL_SIZE)
 
 
 def get_engine() -> Engine:

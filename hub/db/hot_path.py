@@ -10,24 +10,39 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import Engine, text
 
 from hub.core.errors import DownstreamError
-from hub.core.pipeline import STEPS, SYSTEM_OF_STEP
+from hub.core.ports.downstream import Line, Order
+from hub.core.registry import REGISTRY, Pipeline
 from hub.core.schemas import OrderIn
+from hub.core.step_rule import (
+    FINISHING_ORDER_STATUS,
+    RUNNABLE_ORDER_STATUSES,
+    UNSETTLED_STEPS,
+    refusal,
+    steps_before,
+)
 from hub.core.steps import (
     AlreadyDone,
     Begun,
     BreakerNotClosed,
     OrderNotFound,
-    OrderSnapshot,
     Outcome,
+    Refused,
     RetryPlan,
     Started,
 )
 from hub.db.engine import autocommit
-from hub.db.step_store import error_detail, retry_detail
+from hub.db.step_store import (
+    error_detail,
+    refused_as_unrecordable,
+    refused_detail,
+    retry_detail,
+)
 
 
 def serves(engine: Engine) -> bool:
@@ -39,21 +54,38 @@ def serves(engine: Engine) -> bool:
 # A step's start. Under the step row's lock (taken by the UPDATE, which re-checks its WHERE on
 # the newest row version if another delivery changed it meanwhile): one more attempt, the step
 # running, the order processing on its first move, and the audit row. The attempt is spent only
-# while the system's breaker is closed, unless the caller already passed the breaker's gate.
+# while the system's breaker is closed, unless the caller already passed the breaker's gate, and
+# only when the order's records let the step run (hub.core.step_rule: the order in a runnable
+# status, every earlier step succeeded; a cancelling order's step only if it was in flight
+# or had failed an attempt with its retry to come),
+# whoever sent the message.
+# A system cooling or throttled after a 429 (hub.db.limits) reads as 'limited', not closed.
 # Returns what the downstream call needs; `attempt` is NULL when nothing was started (the step
-# had succeeded, or the breaker is not closed), and no row at all when the order is unknown.
+# had succeeded, the breaker is not closed, or the rule refused it), and no row at all when the
+# order is unknown.
 START_STEP = text(
     """
 WITH gate AS (
-    SELECT coalesce(
-        (SELECT state FROM breakers WHERE system = :system), 'closed'
-    ) AS breaker
+    SELECT CASE
+        WHEN EXISTS (SELECT 1 FROM system_limits WHERE system = :system
+                     AND (cooling_until > now() OR adaptive_rate IS NOT NULL)) THEN 'limited'
+        ELSE coalesce((SELECT state FROM breakers WHERE system = :system), 'closed')
+    END AS breaker
 ),
 started AS (
     UPDATE step_outcomes
     SET attempts = attempts + 1, status = 'running', updated_at = now()
     WHERE order_id = :order_id AND step = :step AND status <> 'succeeded'
       AND (:gate_passed OR (SELECT breaker FROM gate) = 'closed')
+      AND EXISTS (
+          SELECT 1 FROM orders
+          WHERE id = :order_id AND (status = ANY(CAST(:runnable AS text[]))
+              OR (status = :finishing
+                  AND step_outcomes.status = ANY(CAST(:unsettled AS text[])))))
+      AND NOT EXISTS (
+          SELECT 1 FROM step_outcomes AS b
+          WHERE b.order_id = :order_id AND b.step = ANY(CAST(:before AS text[]))
+            AND b.status <> 'succeeded')
     RETURNING attempts
 ),
 processing AS (
@@ -71,21 +103,24 @@ SELECT
     (SELECT breaker FROM gate) AS breaker,
     (SELECT attempts FROM started) AS attempt,
     (SELECT status FROM step_outcomes WHERE order_id = :order_id AND step = :step) AS step_status,
-    o.customer, o.ship_to, o.currency,
+    o.status AS order_status, o.customer, o.ship_to, o.currency,
     (SELECT json_agg(json_build_object(
                 'sku', l.sku, 'qty', l.qty, 'unit_price', l.unit_price::text)
             ORDER BY l.position)
      FROM order_lines l WHERE l.order_id = o.id) AS lines,
-    (SELECT json_object_agg(s.step, s.downstream_id)
+    (SELECT json_object_agg(s.step, json_build_object('id', s.downstream_id, 'result', s.result))
      FROM step_outcomes s
-     WHERE s.order_id = o.id AND s.status = 'succeeded' AND s.step <> :step) AS earlier
+     WHERE s.order_id = o.id AND s.status = 'succeeded' AND s.step <> :step) AS earlier,
+    (SELECT json_object_agg(s.step, s.status)
+     FROM step_outcomes s WHERE s.order_id = o.id) AS statuses
 FROM orders o
 WHERE o.id = :order_id
 """
 )
 
 # A step's success: the outcome (unless a concurrent delivery recorded it first), the order's
-# completion after its last step, their audit rows, and the breaker's count of calls while it
+# completion after its last step (not for an order cancelled meanwhile: its compensations
+# follow), their audit rows, and the breaker's count of calls while it
 # is counting (a closed breaker with no recent failure matches no row: nothing is written).
 # Returns the breaker's state, so that a probe's success can close it (the slow path).
 SUCCEED_STEP = text(
@@ -99,7 +134,8 @@ WITH done AS (
 ),
 completed AS (
     UPDATE orders SET status = 'completed', updated_at = now()
-    WHERE id = :order_id AND :last_step AND EXISTS (SELECT 1 FROM done)
+    WHERE id = :order_id AND pipeline ->> -1 = :step AND EXISTS (SELECT 1 FROM done)
+      AND status NOT IN ('cancelling', 'cancelled', 'closed')
     RETURNING id
 ),
 audited AS (
@@ -151,6 +187,16 @@ WHERE order_id = CAST(:order_id AS uuid) AND step = :step
 """
 )
 
+# A step message the order's records refused: only the audit row, with what it asked.
+REFUSED = text(
+    """
+INSERT INTO integration_events
+    (id, event_type, status, created_at, order_id, step, attempt, detail)
+VALUES (gen_random_uuid(), 'step.refused', 'error', clock_timestamp(), CAST(:order_id AS uuid),
+        :step, NULL, CAST(:detail AS jsonb))
+"""
+)
+
 # A failed attempt: the step's error (unless a concurrent delivery succeeded), its audit row,
 # and the retry it will get, if any (`retry_detail` NULL: none).
 FAIL_STEP = text(
@@ -182,9 +228,10 @@ ACCEPT_ORDER = text(
 WITH new_order AS (
     INSERT INTO orders
         (id, sender, external_id, idempotency_key, status, customer, ship_to, currency,
-         created_at, updated_at)
+         pipeline, pipeline_version, created_at, updated_at)
     VALUES (CAST(:order_id AS uuid), :sender, :external_id, :idempotency_key, 'received',
-            CAST(:customer AS jsonb), CAST(:ship_to AS jsonb), :currency, now(), now())
+            CAST(:customer AS jsonb), CAST(:ship_to AS jsonb), :currency,
+            CAST(:pipeline AS jsonb), :pipeline_version, now(), now())
     ON CONFLICT DO NOTHING
     RETURNING id
 ),
@@ -250,24 +297,34 @@ class PostgresStepStore:
                 {
                     "order_id": str(order_id),
                     "step": step,
-                    "system": SYSTEM_OF_STEP[step],
+                    "system": REGISTRY.system_of(step),
                     "gate_passed": gate_passed,
+                    "runnable": [str(status) for status in RUNNABLE_ORDER_STATUSES],
+                    "finishing": str(FINISHING_ORDER_STATUS),
+                    "unsettled": [str(status) for status in UNSETTLED_STEPS],
+                    "before": list(steps_before(step)),
                 },
             ).one_or_none()
             if row is None or row.step_status is None:
                 raise OrderNotFound(f"order {order_id} has no step {step}")
             if row.attempt is not None:
+                earlier = row.earlier or {}
                 return Started(
-                    order=OrderSnapshot(
+                    order=Order(
                         id=order_id,
                         customer=row.customer,
                         ship_to=row.ship_to,
                         currency=row.currency,
-                        lines=row.lines or [],
+                        lines=tuple(Line(**line) for line in row.lines or ()),
                     ),
                     attempt=row.attempt,
-                    earlier=row.earlier or {},
+                    earlier={step: done["id"] or "" for step, done in earlier.items()},
+                    results={step: done["result"] or {} for step, done in earlier.items()},
                 )
+            # The statement refused by the same rule, on the same snapshot: say which part.
+            reason = refusal(row.order_status, step, row.statuses or {})
+            if reason is not None:
+                return Refused(reason=reason, order_status=row.order_status)
             if row.breaker != "closed" and not gate_passed:
                 return BreakerNotClosed()
             connection.execute(
@@ -279,13 +336,13 @@ class PostgresStepStore:
     def succeed(
         self, order_id: uuid.UUID, step: str, *, attempt: int, outcome: Outcome, seconds: float
     ) -> bool:
-        with self._engine.connect() as connection:
+        with refused_as_unrecordable(), self._engine.connect() as connection:
             breaker = connection.execute(
                 SUCCEED_STEP,
                 {
                     "order_id": str(order_id),
                     "step": step,
-                    "system": SYSTEM_OF_STEP[step],
+                    "system": REGISTRY.system_of(step),
                     "attempt": attempt,
                     "downstream_id": outcome.downstream_id,
                     "result": json.dumps(outcome.result),
@@ -295,11 +352,23 @@ class PostgresStepStore:
                             "duration_ms": round(seconds * 1000, 1),
                         }
                     ),
-                    "last_step": step == STEPS[-1],
                     "window": self._window,
                 },
             ).scalar_one()
         return bool(breaker == "closed")
+
+    def refuse(
+        self, order_id: uuid.UUID, step: str, *, refused: Refused, asked: Mapping[str, Any]
+    ) -> None:
+        with self._engine.connect() as connection:
+            connection.execute(
+                REFUSED,
+                {
+                    "order_id": str(order_id),
+                    "step": step,
+                    "detail": json.dumps(refused_detail(refused, asked)),
+                },
+            )
 
     def fail(
         self,
@@ -333,8 +402,10 @@ def insert_order(
     order: OrderIn,
     idempotency_key: str | None,
     sender: str,
+    pipeline: Pipeline,
 ) -> int | None:
-    """Store a new order in one statement; its outbox row's id, or None for a repeat."""
+    """Store a new order on ``pipeline`` in one statement; its outbox row's id, or None for a
+    repeat."""
     with autocommit(engine).connect() as connection:
         outbox_id = connection.execute(
             ACCEPT_ORDER,
@@ -347,14 +418,17 @@ def insert_order(
                 "ship_to": order.ship_to.model_dump_json(),
                 "currency": order.currency,
                 "lines": json.dumps([line.model_dump() for line in order.lines]),
-                "steps": list(STEPS),
-                "first_step": STEPS[0],
+                "steps": list(pipeline.steps),
+                "first_step": pipeline.first,
+                "pipeline": json.dumps(list(pipeline.steps)),
+                "pipeline_version": pipeline.version,
                 "detail": json.dumps(
                     {
                         "external_id": order.external_id,
                         "sender": sender,
                         "lines": len(order.lines),
                         "via_idempotency_key": idempotency_key is not None,
+                        "pipeline_version": pipeline.version,
                     }
                 ),
             },

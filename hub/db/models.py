@@ -9,11 +9,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -31,6 +33,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from hub.core.breaker import Mode
+from hub.core.statuses import (
+    CompensationStatus,
+    FailureKind,
+    FailureState,
+    OrderStatus,
+    OutboxKind,
+    StepStatus,
+)
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -41,6 +53,11 @@ NAMING_CONVENTION = {
 
 # JSONB on PostgreSQL, plain JSON elsewhere.
 JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _one_of(column: str, values: type[StrEnum], *, name: str) -> CheckConstraint:
+    """The schema refuses any value the enum does not have (migration 0005)."""
+    return CheckConstraint(f"{column} IN ({', '.join(repr(str(v)) for v in values)})", name=name)
 
 
 def _now() -> Any:
@@ -67,10 +84,16 @@ class Order(Base):
     # The sender's Idempotency-Key header, when it sent one: a repeat with the same key is the
     # same order even if its external id differs (per sender too).
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16), default="received")
+    status: Mapped[str] = mapped_column(String(16), default=OrderStatus.RECEIVED)
     customer: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     ship_to: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     currency: Mapped[str] = mapped_column(String(3))
+    # The ordered steps this order runs, as they were when it was accepted (hub.core.registry
+    # Pipeline), and their version: a change of the registry never strands it.
+    pipeline: Mapped[list[str]] = mapped_column(JsonDoc)
+    pipeline_version: Mapped[str] = mapped_column(String(16))
+    # Why it was cancelled (the sender's or operator's words), once it is.
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=_now(), onupdate=_now()
@@ -88,6 +111,7 @@ class Order(Base):
         # external_id first: operators look an order up by external id alone, across senders.
         UniqueConstraint("external_id", "sender", name="uq_orders_external_id_sender"),
         UniqueConstraint("sender", "idempotency_key", name="uq_orders_sender_idempotency_key"),
+        _one_of("status", OrderStatus, name="status"),
     )
 
 
@@ -113,6 +137,8 @@ class OutboxMessage(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
     start_step: Mapped[str] = mapped_column(String(32))
+    # run: the steps from start_step on; compensate: their compensations from start_step back.
+    kind: Mapped[str] = mapped_column(String(16), default=OutboxKind.RUN, server_default="run")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     publish_attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -122,6 +148,7 @@ class OutboxMessage(Base):
     __table_args__ = (
         Index("ix_outbox_unsent", "id", postgresql_where="sent_at IS NULL"),
         Index("ix_outbox_order_id", "order_id"),
+        _one_of("kind", OutboxKind, name="kind"),
     )
 
 
@@ -134,16 +161,32 @@ class StepOutcome(Base):
         ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
     )
     step: Mapped[str] = mapped_column(String(32), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=StepStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     downstream_id: Mapped[str | None] = mapped_column(String(128))
     result: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Undoing this step for a cancelled order (hub.services.compensation): NULL until asked.
+    compensation_status: Mapped[str | None] = mapped_column(String(16))
+    compensation_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What undid it downstream (a credit note's id, say).
+    compensation_id: Mapped[str | None] = mapped_column(String(128))
+    compensation_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=_now(), onupdate=_now()
     )
 
     order: Mapped[Order] = relationship(back_populates="steps")
+
+    __table_args__ = (
+        _one_of("status", StepStatus, name="status"),
+        CheckConstraint(
+            "compensation_status IS NULL OR compensation_status IN ("
+            + ", ".join(repr(str(v)) for v in CompensationStatus)
+            + ")",
+            name="compensation_status",
+        ),
+    )
 
 
 class IntegrationEvent(Base):
@@ -205,7 +248,6 @@ class Failure(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
     step: Mapped[str] = mapped_column(String(32))
-    # one of hub.core.pipeline.FAILURE_KINDS
     error_kind: Mapped[str] = mapped_column(String(16))
     http_status: Mapped[int | None] = mapped_column(Integer)
     error_code: Mapped[str | None] = mapped_column(String(64))
@@ -213,8 +255,7 @@ class Failure(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     first_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
     last_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
-    # open | replayed | discarded
-    state: Mapped[str] = mapped_column(String(16), default="open")
+    state: Mapped[str] = mapped_column(String(16), default=FailureState.OPEN)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolved_by: Mapped[str | None] = mapped_column(String(128))
     resolution_reason: Mapped[str | None] = mapped_column(Text)
@@ -230,6 +271,8 @@ class Failure(Base):
             sqlite_where="state = 'open'",
         ),
         Index("ix_failures_state_step", "state", "step"),
+        _one_of("state", FailureState, name="state"),
+        _one_of("error_kind", FailureKind, name="error_kind"),
     )
 
 
@@ -242,8 +285,7 @@ class BreakerState(Base):
     __tablename__ = "breakers"
 
     system: Mapped[str] = mapped_column(String(32), primary_key=True)
-    # closed | open | half_open
-    state: Mapped[str] = mapped_column(String(16), default="closed")
+    state: Mapped[str] = mapped_column(String(16), default=Mode.CLOSED)
     # The window counting calls since a failure (closed); NULL while the system answers well.
     window_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -260,6 +302,58 @@ class BreakerState(Base):
     # Steps held back since the breaker last opened (each one deferred in the broker).
     held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+
+    __table_args__ = (_one_of("state", Mode, name="state"),)
+
+
+class SystemLimitState(Base):
+    """Shared limit state of one downstream system (``hub.core.limits``): a 429's cooling, the
+    adaptive rate, the token bucket of HUB_<SYSTEM>_RATE. Its row lock orders every worker's
+    request for a slot."""
+
+    __tablename__ = "system_limits"
+
+    system: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # No call before this (a 429's Retry-After).
+    cooling_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The rate lowered by 429s, and when: it grows back from there.
+    adaptive_rate: Mapped[float | None] = mapped_column(Float)
+    adaptive_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    tokens: Mapped[float | None] = mapped_column(Float)
+    tokens_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Recent mean duration of a call holding a slot, to tell a waiting step when to come back.
+    call_seconds: Mapped[float] = mapped_column(Float, default=0.25, server_default="0.25")
+    # 429s received, and steps deferred by the limits (counters for /metrics and hub status).
+    throttled: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    deferred: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+
+
+class SystemSlot(Base):
+    """A call in flight to a system with HUB_<SYSTEM>_MAX_IN_FLIGHT: deleted when the call
+    ends; a worker killed meanwhile leaves it to lapse at ``expires_at`` (its lease)."""
+
+    __tablename__ = "system_slots"
+    __table_args__ = (Index("ix_system_slots_system_expires_at", "system", "expires_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    system: Mapped[str] = mapped_column(String(32))
+    # order id:step of the call (for operators reading the table).
+    holder: Mapped[str] = mapped_column(String(80))
+    taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SystemWaiter(Base):
+    """A step deferred by a system's limits: its place in the queue (first deferral) and when
+    it is due back. Older waiters that are due go first."""
+
+    __tablename__ = "system_waiters"
+
+    system: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(80), primary_key=True)
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class ApiKey(Base):
@@ -279,3 +373,22 @@ class ApiKey(Base):
     revoked_by: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (Index("ix_api_keys_sender", "sender"),)
+
+
+class OperatorAccount(Base):
+    """A person who operates the hub (the pages' basic auth): who replayed and discarded what.
+
+    ``password_hash`` is argon2id (hub.services.operators); None for the account of
+    ``HUB_OPERATOR_USER``, whose password is the setting's. The login counters slow and lock
+    guessing (hub.core.login_policy), shared by every API process.
+    """
+
+    __tablename__ = "operators"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

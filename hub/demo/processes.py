@@ -62,8 +62,24 @@ class Supervisor:
     def hub(self, name: str, *args: str) -> Child:
         return self.start(name, [sys.executable, "-m", "hub", *args])
 
-    def worker(self, name: str, *, concurrency: int = 2) -> Child:
-        return self.hub(name, "worker", "--concurrency", str(concurrency), "--name", name)
+    def sandbox(self) -> Child:
+        """``python -m sandbox`` from the checkout (the sandboxes are not part of the hub)."""
+        return self.start("sandbox", [sys.executable, "-m", "sandbox"])
+
+    def worker(
+        self,
+        name: str,
+        *,
+        node: str | None = None,
+        concurrency: int | None = None,
+        pool: str | None = None,
+    ) -> Child:
+        """``hub worker`` (node name ``node``, or ``name``); its own defaults (the threads
+        pool) unless told otherwise."""
+        options = [*(["--pool", pool] if pool else []), "--name", node or name]
+        if concurrency is not None:
+            options += ["--concurrency", str(concurrency)]
+        return self.hub(name, "worker", *options)
 
     def wait_until(self, child: Child, ready: Callable[[], bool], *, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

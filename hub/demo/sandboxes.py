@@ -1,4 +1,5 @@
-"""The three sandbox systems together, as the demo, tests and benchmarks see them."""
+"""The sandboxes of the systems the pipeline calls, as the demo, tests and benchmarks see them
+(over HTTP: their /_ endpoints)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.sandbox import SandboxControl
-from hub.core.pipeline import STEPS, SYSTEM_OF_STEP
-from hub.settings import Settings
+from adapters.control import SandboxControl, control_url
+from hub.core.registry import REGISTRY
+from hub.settings import Settings, get_settings
 
 
 @dataclass(frozen=True)
@@ -17,16 +18,17 @@ class Sandboxes:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Sandboxes:
+        # The sandboxes of the systems this hub's pipeline calls (an optional step that is off
+        # has none running).
         return cls(
             {
-                "erp": settings.erp_url,
-                "warehouse": settings.warehouse_url,
-                "accounting": settings.accounting_url,
+                name: settings.systems[name].url
+                for name in REGISTRY.systems_of(settings.pipeline.steps)
             }
         )
 
     def control(self, system: str) -> SandboxControl:
-        return SandboxControl(self.urls[system], timeout=10)
+        return SandboxControl(control_url(self.urls[system]), timeout=10)
 
     def ledger(self, system: str) -> dict[str, Any]:
         return self.control(system).ledger()
@@ -45,7 +47,7 @@ class Sandboxes:
         """For each step, how many effects each ``order_id:step`` key has in its system's ledger."""
         return {
             step: Counter(
-                e["idempotency_key"] for e in self.ledger(SYSTEM_OF_STEP[step])["effects"]
+                e["idempotency_key"] for e in self.ledger(REGISTRY.system_of(step))["effects"]
             )
-            for step in STEPS
+            for step in get_settings().pipeline.steps
         }

@@ -1,5 +1,6 @@
 """Who may use the intake API: a sender's API key on every request, and a signature for keys
-that sign (an HMAC over the timestamp and the raw body, for webhook senders).
+that sign (an HMAC over the timestamp, the method, the path, the Idempotency-Key and the raw
+body, for webhook senders; the old form covered the timestamp and body only).
 
 The key is checked before the body is read or anything stored. Keys are read from PostgreSQL on
 every request, never cached, so a revoked key fails at once. Refusals name the problem and
@@ -17,9 +18,10 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from hub.db.unavailable import is_unavailable
 from hub.services import keys
 from hub.settings import Settings
 
@@ -87,7 +89,9 @@ def authenticate(headers: Mapping[str, str], settings: Settings) -> Caller | Non
         raise _refused("malformed_api_key", "the API key is not one the hub issued", key_id)
     try:
         holder = keys.check_key(token)
-    except OperationalError:
+    except SQLAlchemyError as exc:
+        if not is_unavailable(exc):
+            raise
         log.error("PostgreSQL unavailable while checking an API key")
         raise Refused(
             "database_unavailable", "PostgreSQL is not answering; retry later", status=503
@@ -107,28 +111,64 @@ async def authenticate_request(request: Request, settings: Settings) -> Caller |
 
 
 def verify_signature(
-    caller: Caller | None, headers: Mapping[str, str], body: bytes, *, now: float | None = None
+    caller: Caller | None,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    method: str,
+    path: str,
+    accept_v1: bool = True,
+    now: float | None = None,
 ) -> None:
-    """For a key that signs: the body must carry a valid, fresh signature, or ``Refused``."""
+    """For a key that signs: the request must carry a valid, fresh signature, or ``Refused``.
+
+    ``v2=`` signs the method, the path, the Idempotency-Key and the body with the timestamp, so
+    a captured signed request cannot be replayed to another route or under another key. The
+    old ``sha256=`` (timestamp and body only) is accepted while ``HUB_SIGNATURE_V1`` is true.
+    """
     if caller is None or caller.signing_secret is None:
         return
     stamp = _check_timestamp(headers, caller.key_id, now=now)
-    expected = signature(caller.signing_secret, stamp, body)
     # Bytes, not str: compare_digest refuses non-ASCII str, and a header may hold anything.
     given = headers.get(SIGNATURE_HEADER, "").strip().encode("latin-1", errors="replace")
+    key = headers.get("idempotency-key", "")
+    if given.startswith(b"v2="):
+        expected = signature_v2(caller.signing_secret, stamp, method, path, key, body)
+    elif given.startswith(b"sha256=") and accept_v1:
+        expected = signature(caller.signing_secret, stamp, body)
+    else:
+        raise _refused(
+            "bad_signature",
+            "X-Hub-Signature must be v2=<hex HMAC-SHA256 of 'v2', timestamp, method, path and "
+            "Idempotency-Key, one a line, then the raw body>"
+            + ("" if accept_v1 else " (the old sha256= form is no longer accepted)"),
+            caller.key_id,
+        )
     if not hmac.compare_digest(expected.encode(), given):
         raise _refused(
             "bad_signature",
-            "X-Hub-Signature does not match: expected sha256=<hex HMAC-SHA256 of "
-            "timestamp + '.' + raw body, keyed with the signing secret>",
+            "X-Hub-Signature does not match: expected v2=<hex HMAC-SHA256 of 'v2\\n' + "
+            "timestamp + '\\n' + method + '\\n' + path + '\\n' + Idempotency-Key + '\\n' + "
+            "raw body, keyed with the signing secret> (or the old sha256= of timestamp + '.' + "
+            "raw body)",
             caller.key_id,
         )
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
-    """The X-Hub-Signature value of a body sent at ``timestamp`` (Unix seconds)."""
+    """The old (v1) X-Hub-Signature of a body sent at ``timestamp`` (Unix seconds)."""
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return f"sha256={mac.hexdigest()}"
+
+
+def signature_v2(
+    secret: str, timestamp: str, method: str, path: str, idempotency_key: str, body: bytes
+) -> str:
+    """The v2 X-Hub-Signature: the timestamp, the method, the path (without the query) and the
+    Idempotency-Key (empty when none is sent), one a line, then the raw body."""
+    signed = "\n".join(("v2", timestamp, method.upper(), path, idempotency_key, "")).encode()
+    mac = hmac.new(secret.encode(), signed + body, hashlib.sha256)
+    return f"v2={mac.hexdigest()}"
 
 
 def _check_timestamp(headers: Mapping[str, str], key_id: str, *, now: float | None = None) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from amqp.exceptions import NotFound, PreconditionFailed
 from kombu.connection import Connection
@@ -35,7 +35,7 @@ from kombu.transport.native_delayed_delivery import (
 
 from hub.broker.depths import QueueDepths
 from hub.broker.topology import Topology
-from hub.core.pipeline import STEPS
+from hub.core.registry import REGISTRY
 
 _DELIVERY = Exchange(CELERY_DELAYED_DELIVERY_EXCHANGE, type="topic")
 
@@ -45,6 +45,8 @@ class Problem:
     check: str
     found: str
     fix: str
+    # "advice": worth doing before production, but nothing is wrong now (exit 0).
+    severity: Literal["problem", "advice"] = "problem"
 
 
 # ---- the vhost --------------------------------------------------------------------------------
@@ -55,6 +57,9 @@ def vhost_of(broker_url: str) -> str:
 
 
 def check_vhost(broker_url: str) -> list[Problem]:
+    """The default vhost '/' is advice, not a problem: it is the only vhost a fresh RabbitMQ
+    has (and the hub's default, so the quick start needs no rabbitmqctl), and it does harm only
+    when shared, which ``check_neighbours`` reports as a problem when it sees it."""
     vhost = vhost_of(broker_url)
     if vhost != "/":
         return []
@@ -62,10 +67,13 @@ def check_vhost(broker_url: str) -> list[Problem]:
         Problem(
             "vhost",
             "the hub uses RabbitMQ's default vhost '/', which every application gets unless told "
-            "otherwise: their parked retries share celery_delayed_* with ours, and one that "
-            "cannot be routed holds up all the others",
-            "give the hub a vhost of its own: rabbitmqctl add_vhost hub; rabbitmqctl "
-            "set_permissions -p hub <user> '.*' '.*' '.*'; HUB_BROKER_URL=amqp://<user>:<pw>@<host>/hub",
+            "otherwise: fine while the hub is alone on it, but another application's parked "
+            "retries would share celery_delayed_* with ours, and one that cannot be routed holds "
+            "up all the others",
+            "give the hub a vhost of its own: rabbitmqctl add_vhost hub; "
+            "rabbitmqctl set_permissions -p hub <user> '.*' '.*' '.*'; "
+            "HUB_BROKER_URL=amqp://<user>:<pw>@<host>/hub",
+            severity="advice",
         )
     ]
 
@@ -288,4 +296,4 @@ def check_processes(
 
 
 def our_queue_names(topology: Topology) -> set[str]:
-    return {topology.queue_name(step) for step in STEPS}
+    return {topology.queue_name(step) for step in REGISTRY.step_names}

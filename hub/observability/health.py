@@ -12,6 +12,8 @@ from sqlalchemy.engine import make_url
 from hub.broker.filesystem import broker_folders
 from hub.db.engine import engine_for
 from hub.db.sqlite import sqlite_file
+from hub.db.unavailable import where as database_where
+from hub.observability.diagnosis import postgres_hint, rabbitmq_hint
 from hub.settings import Settings
 
 
@@ -28,19 +30,44 @@ class ServiceDown:
     reason: str
     # What to do about it, e.g. "start it with: <command>".
     hint: str = ""
+    # The server is there and refused us (credentials, vhost, no database): nothing to start.
+    answered: bool = False
 
     @property
     def headline(self) -> str:
         """One line, for a screen that shows the rest of the snapshot beside it."""
+        if self.answered:
+            return f"{self.service} at {self.where} refused the hub: {self.reason}"
         return f"{self.service} unreachable at {self.where}: {self.reason}"
 
     def __str__(self) -> str:
-        text = f"{self.service} is not reachable at {self.where}: {self.reason}"
+        if self.answered:
+            text = f"{self.service} at {self.where} refused the hub: {self.reason}"
+        else:
+            text = f"{self.service} is not reachable at {self.where}: {self.reason}"
         return f"{text}\n  {self.hint}" if self.hint else text
 
 
-PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-RABBIT_START = "rabbitmq-server -detached"
+@dataclass(frozen=True)
+class SlowQuery(ServiceDown):
+    """PostgreSQL answered, but one of the snapshot's queries ran past its statement timeout:
+    a slow query (a long unfolded audit trail, a lock held, a table to index), not a server to
+    start. ``query`` names it."""
+
+    query: str = ""
+    timeout: float = 0.0
+
+    @property
+    def headline(self) -> str:
+        return (
+            f"{self.service} at {self.where} is slow: query {self.query!r} ran past the "
+            f"{self.timeout:g} s statement timeout"
+        )
+
+    def __str__(self) -> str:
+        return f"{self.headline}\n  {self.hint}" if self.hint else self.headline
+
+
 TRIAL_START = "make demo  (it sets trial mode up when no server answers)"
 
 
@@ -48,20 +75,15 @@ def postgres_problem(settings: Settings, *, timeout: float = 3.0) -> ServiceDown
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":  # trial mode
         return sqlite_problem(settings)
-    where = f"{url.host or 'localhost'}:{url.port or 5432}/{url.database}"
+    where = database_where(url)
     engine = create_engine(url, connect_args={"connect_timeout": max(1, int(timeout))})
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        if "does not exist" in reason:
-            return ServiceDown(
-                "PostgreSQL", where, reason, "start it with: make migrate  (creates it)"
-            )
-        return ServiceDown(
-            "PostgreSQL", where, reason, f"start it with: {PG_START}  (then: make migrate)"
-        )
+        found = postgres_hint(reason)
+        return ServiceDown("PostgreSQL", where, reason, found.hint, found.answered)
     finally:
         engine.dispose()
     return None
@@ -75,9 +97,8 @@ def rabbitmq_problem(settings: Settings, *, timeout: float = 3.0) -> ServiceDown
     try:
         ensure_any_node(connection, timeout=timeout)
     except Exception as exc:
-        return ServiceDown(
-            "RabbitMQ", where, str(exc) or type(exc).__name__, f"start it with: {RABBIT_START}"
-        )
+        found = rabbitmq_hint(exc, settings.broker_url)
+        return ServiceDown("RabbitMQ", where, found.reason, found.hint, found.answered)
     finally:
         connection.release()
     return None

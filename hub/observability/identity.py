@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from hub.core.registry import REGISTRY
 from hub.observability.health import broker_where
 from hub.settings import Settings
 
@@ -34,12 +35,15 @@ def shared_settings(settings: Settings) -> dict[str, str]:
         "HUB_QUEUE_PREFIX": settings.queue_prefix,
         "HUB_DATABASE_URL": f"{database.host}:{database.port or 5432}/{database.database}",
         "HUB_BROKER_URL": broker_where(settings.broker_url),
-        "HUB_ERP_URL": settings.erp_url,
-        "HUB_WAREHOUSE_URL": settings.warehouse_url,
-        "HUB_ACCOUNTING_URL": settings.accounting_url,
+        **{f"HUB_{name.upper()}_URL": system.url for name, system in settings.systems.items()},
+        **{
+            f"HUB_{name.upper()}_ADAPTER": system.adapter
+            for name, system in settings.systems.items()
+        },
         "HUB_BREAKER": settings.breaker.model_dump_json(),
+        "pipeline": ",".join(settings.pipeline.steps),
     }
-    for step in ("inventory", "fulfillment", "invoice"):
+    for step in REGISTRY.step_names:
         shown[f"retry policy of {step}"] = settings.retry_policy(step).model_dump_json()
     return {name: str(value) for name, value in shown.items()}
 

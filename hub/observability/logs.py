@@ -7,18 +7,20 @@ cleared. Lines from libraries that log through the standard library get the same
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Literal, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from hub.core.pipeline import step_of_task
+from hub.core.registry import step_of_task
 
 LogFormat = Literal["auto", "json", "console"]
 
@@ -142,3 +144,24 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     return json_lines
+
+
+def json_notice(process_name: str, *, fd: int = 1) -> Callable[..., None]:
+    """A stand-in for Celery's ``safe_say`` (``worker: Warm shutdown (MainProcess)``), which
+    writes to the terminal past logging: the same notice as one JSON line on ``fd``.
+
+    It runs in a signal handler, so it takes no lock and writes with one ``os.write``.
+    """
+
+    def say(message: str, _stream: object = None) -> None:
+        line = {
+            "event": " ".join(str(message).split()),
+            "level": "info",
+            "logger": "celery.apps.worker",
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "process": process_name,
+            "pid": os.getpid(),
+        }
+        os.write(fd, (json.dumps(line) + "\n").encode())
+
+    return say

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from hub.core.pipeline import STEPS
+from hub.core.registry import REGISTRY
 from hub.db import audit
 from hub.db.models import Order
 
@@ -22,6 +23,15 @@ class AmbiguousOrder(LookupError):
             "give the order id instead"
         )
         self.senders = senders
+
+
+def external_ids(session: Session, order_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The external id of each of these orders (what the sender and the CRM call it)."""
+    wanted = set(order_ids)
+    if not wanted:
+        return {}
+    rows = session.execute(select(Order.id, Order.external_id).where(Order.id.in_(wanted)))
+    return {order_id: external_id for order_id, external_id in rows}
 
 
 def find_order(session: Session, ref: str, *, sender: str | None) -> Order | None:
@@ -50,6 +60,7 @@ def order_view(session: Session, order: Order) -> dict[str, Any]:
         "external_id": order.external_id,
         "sender": order.sender,
         "status": order.status,
+        "cancel_reason": order.cancel_reason,
         "created_at": order.created_at.isoformat(),
         "steps": {
             row.step: {
@@ -57,6 +68,13 @@ def order_view(session: Session, order: Order) -> dict[str, Any]:
                 "attempts": row.attempts,
                 "downstream_id": row.downstream_id,
                 "last_error": row.last_error,
+                # Undoing the step for a cancelled order (status None: not asked for).
+                "compensation": {
+                    "status": row.compensation_status,
+                    "attempts": row.compensation_attempts,
+                    "id": row.compensation_id,
+                    "error": row.compensation_error,
+                },
             }
             for row in sorted(order.steps, key=lambda r: _STEP_ORDER.get(r.step, 99))
         },
@@ -64,4 +82,4 @@ def order_view(session: Session, order: Order) -> dict[str, Any]:
     }
 
 
-_STEP_ORDER = {step: index for index, step in enumerate(STEPS)}
+_STEP_ORDER = {step: index for index, step in enumerate(REGISTRY.step_names)}

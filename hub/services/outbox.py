@@ -10,11 +10,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from hub.core.pipeline import STEPS
 from hub.core.ports import ChainPublisher, PublishError
+from hub.core.registry import Pipeline
+from hub.core.statuses import OutboxKind
 from hub.db import audit, hot_path
 from hub.db.engine import get_engine, unit_of_work
-from hub.db.models import OutboxMessage
+from hub.db.models import Order, OutboxMessage
 
 log = logging.getLogger("hub.relay")
 
@@ -44,10 +45,14 @@ def publish_pending(
     rows = session.scalars(
         query.order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)
     ).all()
+    pipelines = _pipelines(session, {row.order_id for row in rows})
     sent = 0
     for row in rows:
         try:
-            publisher.publish(row.order_id, row.start_step)
+            if row.kind == OutboxKind.COMPENSATE:
+                publisher.publish(row.order_id, _to_undo(pipelines, row), compensating=True)
+            else:
+                publisher.publish(row.order_id, _rest(pipelines, row))
         except PublishError as exc:
             row.publish_attempts += 1
             row.last_error = str(exc)[:500]
@@ -59,6 +64,32 @@ def publish_pending(
         )
         sent += 1
     return sent
+
+
+def _pipelines(session: Session, order_ids: set[uuid.UUID]) -> dict[uuid.UUID, Pipeline]:
+    """Each order's own pipeline, as recorded when it was accepted."""
+    if not order_ids:
+        return {}
+    found = session.execute(select(Order.id, Order.pipeline).where(Order.id.in_(order_ids)))
+    return {order_id: Pipeline(tuple(steps)) for order_id, steps in found}
+
+
+def _rest(pipelines: dict[uuid.UUID, Pipeline], row: OutboxMessage) -> tuple[str, ...]:
+    pipeline = pipelines.get(row.order_id)
+    if pipeline is None or row.start_step not in pipeline.steps:
+        # Only a hand-edited database gets here; publishing just the step the row names keeps
+        # the failure visible on that step instead of hiding the row.
+        return (row.start_step,)
+    return pipeline.starting_at(row.start_step)
+
+
+def _to_undo(pipelines: dict[uuid.UUID, Pipeline], row: OutboxMessage) -> tuple[str, ...]:
+    """The compensations' chain: ``start_step`` and every step before it, last first (each
+    compensation task checks what its step did and passes on what there is nothing to undo)."""
+    pipeline = pipelines.get(row.order_id)
+    if pipeline is None or row.start_step not in pipeline.steps:
+        return (row.start_step,)
+    return tuple(reversed(pipeline.steps[: pipeline.steps.index(row.start_step) + 1]))
 
 
 def publish_row_now(publisher: ChainPublisher, outbox_id: int) -> bool:
@@ -76,12 +107,15 @@ def publish_row_now(publisher: ChainPublisher, outbox_id: int) -> bool:
         return False
 
 
-def publish_accepted(publisher: ChainPublisher, *, outbox_id: int, order_id: uuid.UUID) -> bool:
-    """The intake's fast path: publish a new order's chain and mark its row sent, taking no
-    lock (the relay leaves rows this young alone). True if it went out; on any failure the row
-    stays unsent and the relay publishes it after its grace period."""
+def publish_accepted(
+    publisher: ChainPublisher, *, outbox_id: int, order_id: uuid.UUID, steps: Sequence[str]
+) -> bool:
+    """The intake's fast path: publish a new order's chain (``steps``, its whole pipeline) and
+    mark its row sent, taking no lock (the relay leaves rows this young alone). True if it went
+    out; on any failure the row stays unsent and the relay publishes it after its grace
+    period."""
     try:
-        publisher.publish(order_id, STEPS[0])
+        publisher.publish(order_id, steps)
     except Exception as exc:
         log.warning("publishing order %s failed; the relay will retry", order_id, exc_info=True)
         _note_publish_failure(outbox_id, exc)

@@ -17,9 +17,17 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from hub.core.failure_groups import GroupKey
+from hub.core.statuses import FailureKind, FailureState
 from hub.db import audit
 from hub.db.engine import unit_of_work
 from hub.db.models import Failure, Order, OutboxMessage, StepOutcome
+from hub.services.cancellation import (
+    AlreadyCompleted,
+    NotCancellable,
+    cancel_order,
+    close_order,
+    replay_compensation,
+)
 
 # The most failures one bulk replay or discard takes on (the CLI's and the page's).
 MAX_BULK = 100_000
@@ -93,9 +101,11 @@ class Resolution:
     failure_id: uuid.UUID
     order_id: uuid.UUID
     step: str
-    # replayed | discarded | skipped (no longer open: replayed or discarded by someone else)
+    # replayed | discarded | cancelled | closed | skipped (no longer open: resolved by someone
+    # else) | refused (the order is in no state for it: ``detail`` says why)
     outcome: str
     outbox_id: int | None = None
+    detail: str = ""
 
 
 def _close(
@@ -125,6 +135,8 @@ def replay_one(
     failure = _close(session, failure_id, state="replayed", operator=operator, reason=reason)
     if isinstance(failure, Resolution):
         return failure
+    if failure.error_kind == FailureKind.COMPENSATION:
+        return _replay_compensation(session, failure, operator=operator, reason=reason)
     step_row = session.get(StepOutcome, (failure.order_id, failure.step), with_for_update=True)
     order = session.get(Order, failure.order_id, with_for_update=True)
     assert step_row is not None and order is not None
@@ -147,6 +159,62 @@ def replay_one(
     )
     session.flush()
     return Resolution(failure.id, failure.order_id, failure.step, "replayed", outbox.id)
+
+
+def _replay_compensation(
+    session: Session, failure: Failure, *, operator: str, reason: str
+) -> Resolution:
+    """A compensation that failed for good, tried again (the order is still cancelling): it and
+    the compensations before it are queued again; what was compensated stays compensated."""
+    outbox = replay_compensation(session, failure.order_id, failure.step)
+    audit.record(
+        session,
+        audit.REPLAYED,
+        order_id=failure.order_id,
+        step=failure.step,
+        failure_id=str(failure.id),
+        operator=operator,
+        reason=reason,
+        previous_attempts=failure.attempts,
+        error_kind=failure.error_kind,
+    )
+    return Resolution(failure.id, failure.order_id, failure.step, "replayed", outbox.id)
+
+
+def cancel_one(
+    session: Session, failure_id: uuid.UUID, *, operator: str, reason: str
+) -> Resolution:
+    """Cancel the failed order: its open failures close as cancelled, and the steps it did are
+    compensated (``hub.services.cancellation``). For a compensation's own failure (the order is
+    cancelling already) this tries that compensation again. The caller commits, then publishes
+    ``outbox_id``."""
+    failure = session.get(Failure, failure_id, with_for_update=True)
+    if failure is None:
+        raise LookupError(f"no failure {failure_id}")
+    if failure.state != FailureState.OPEN:
+        return Resolution(failure.id, failure.order_id, failure.step, "skipped")
+    if failure.error_kind == FailureKind.COMPENSATION:
+        return replay_one(session, failure_id, operator=operator, reason=reason)
+    try:
+        cancelled = cancel_order(session, failure.order_id, by=operator, reason=reason)
+    except AlreadyCompleted as exc:
+        return Resolution(failure.id, failure.order_id, failure.step, "refused", detail=str(exc))
+    return Resolution(failure.id, failure.order_id, failure.step, "cancelled", cancelled.outbox_id)
+
+
+def close_one(session: Session, failure_id: uuid.UUID, *, operator: str, reason: str) -> Resolution:
+    """Close the failed (or cancelling) order as it stands, without compensating; its open
+    failures close too. The caller commits."""
+    failure = session.get(Failure, failure_id, with_for_update=True)
+    if failure is None:
+        raise LookupError(f"no failure {failure_id}")
+    if failure.state != FailureState.OPEN:
+        return Resolution(failure.id, failure.order_id, failure.step, "skipped")
+    try:
+        close_order(session, failure.order_id, by=operator, reason=reason)
+    except NotCancellable as exc:
+        return Resolution(failure.id, failure.order_id, failure.step, "refused", detail=str(exc))
+    return Resolution(failure.id, failure.order_id, failure.step, "closed")
 
 
 def discard_one(

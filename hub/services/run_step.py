@@ -2,39 +2,39 @@
 
 This is the pipeline's decision tree, taken out of the Celery task so it can be read and tested
 on its own: the task only turns the answer into Celery's terms (``Retry`` -> ``task.retry``,
-``GiveUp`` -> ``Reject``). The collaborators come in as ports (``StepPorts``); production wires
-the SQL ones below (``hub.bootstrap``), unit tests wire fakes.
+``GiveUp`` -> ``Reject``). The collaborators come in as ports (``StepPorts``, the store's in
+``hub.core.ports.store``); ``hub.bootstrap`` wires the SQL ones of ``hub.db``, unit tests fakes.
 """
 
 from __future__ import annotations
 
-import math
 import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Engine
-
-from hub.core.breaker import Breaker, BreakerPolicy, is_down
 from hub.core.errors import DownstreamError, PermanentError
-from hub.core.pipeline import SYSTEM_OF_STEP
+from hub.core.ports.store import BreakerGate, StepRecorder, StepStore
+from hub.core.registry import REGISTRY
 from hub.core.retry_policy import RetryPolicy, backoff_ceiling, next_delay
 from hub.core.steps import (
     BreakerNotClosed,
     OrderNotFound,
+    Outcome,
+    Refused,
     RetryPlan,
     Started,
     StepCall,
-    StepStore,
+    Unrecordable,
+    Wait,
     idempotency_key,
 )
-from hub.db import audit, breaker, hot_path
-from hub.db.engine import unit_of_work
+from hub.core.stored_text import UNRECORDABLE, storable_result, unrecordable
+from hub.db.limits import Slot
 from hub.observability.logs import bind_log_context
-from hub.services.failures import FailureReport, record_failure
+from hub.services.system_limits import NoLimits, SystemLimiter
 
 
 @dataclass(frozen=True)
@@ -58,24 +58,15 @@ class GiveUp:
     reason: str
 
 
-Decision = Done | Retry | GiveUp
+@dataclass(frozen=True)
+class Refuse:
+    """The order's records do not let this step run: it was not called, the refusal is
+    audited, and the message is dropped without running the rest of its chain."""
+
+    reason: str
 
 
-class BreakerGate(Protocol):
-    def hold(self, order_id: uuid.UUID, step: str, system: str) -> int | None:
-        """The slow gate, for a breaker that is not closed: seconds to hold the step back
-        (recorded as deferred), or None to go ahead and call the system."""
-
-    def note(self, system: str, error: DownstreamError | None, *, retried: bool = False) -> None:
-        """Tell the breaker how a call went (None: it succeeded; ``retried``: the call was a
-        retry, a step's second or later attempt)."""
-
-
-class StepRecorder(Protocol):
-    def gave_up(
-        self, order_id: uuid.UUID, step: str, *, kind: str, error: DownstreamError, attempts: int
-    ) -> None:
-        """Mark the order failed at the step with an open failure record."""
+Decision = Done | Retry | GiveUp | Refuse
 
 
 @dataclass(frozen=True)
@@ -88,21 +79,59 @@ class StepPorts:
     # Where a retry's jitter comes from (tests pin it).
     rand: Callable[[float, float], float] = random.uniform
     clock: Callable[[], float] = time.monotonic
+    # The system's shared limits (slots, rate, a 429's cooling).
+    limits: SystemLimiter = field(default_factory=NoLimits)
+    # The call's idempotency key (also its holder of a system's slot): a step's, or a
+    # compensation's (hub.services.compensation runs through this same code).
+    key: Callable[[uuid.UUID, str], str] = idempotency_key
 
 
-def run_step(order_id: uuid.UUID, step: str, *, ports: StepPorts) -> Decision:
-    """Run ``step`` once: held while the breaker is not closed, never called again once it
-    succeeded, retried on transient errors per the step's policy, given up (and recorded) on
-    a permanent error or when retries run out.
+def run_step(
+    order_id: uuid.UUID, step: str, *, ports: StepPorts, asked: Mapping[str, Any] | None = None
+) -> Decision:
+    """Run ``step`` once: held while the breaker is not closed or the system's limits say
+    wait, never called again once it succeeded, retried on transient errors per the step's
+    policy, given up (and recorded) on a permanent error or when retries run out.
 
     The common path costs two statements (``begin`` and ``succeed``): the breaker's closed
-    check and its count of calls ride on them, and the slow gate is asked only when the
-    breaker is not closed.
+    check, the order's state rule (``hub.core.step_rule``) and the breaker's count of calls
+    ride on them, and the slow gate is asked only when the breaker is not closed (or the
+    system is cooling or throttled after a 429). A system with limits of its own costs two
+    more: taking the slot and giving it back. ``asked`` is what the message said of itself
+    (task, id, sender's node), kept with a refusal.
     """
-    system = SYSTEM_OF_STEP[step]
+    slots: list[Slot] = []
+    started = ports.clock()
+    try:
+        return _run(order_id, step, slots=slots, ports=ports, asked=asked)
+    finally:
+        for slot in slots:  # however the step ended: the slot is never kept
+            ports.limits.release(slot, seconds=ports.clock() - started)
+
+
+def _run(
+    order_id: uuid.UUID,
+    step: str,
+    *,
+    slots: list[Slot],
+    ports: StepPorts,
+    asked: Mapping[str, Any] | None,
+) -> Decision:
+    system = REGISTRY.system_of(step)
+    holder = ports.key(order_id, step)
+    if ports.limits.configured(system):
+        slot = ports.limits.acquire(system, holder=holder, order_id=order_id, step=step)
+        if isinstance(slot, int):
+            return Retry(slot)  # no slot free: not an attempt, nothing called
+        slots.append(slot)
     try:
         begun = ports.store.begin(order_id, step, gate_passed=False)
         if isinstance(begun, BreakerNotClosed):
+            if not slots:  # cooling or throttled after a 429: the limits decide first
+                slot = ports.limits.acquire(system, holder=holder, order_id=order_id, step=step)
+                if isinstance(slot, int):
+                    return Retry(slot)
+                slots.append(slot)
             wait = ports.breaker.hold(order_id, step, system)
             if wait is not None:
                 # Not an attempt: the system was not called, so the attempts stay as they are.
@@ -110,22 +139,42 @@ def run_step(order_id: uuid.UUID, step: str, *, ports: StepPorts) -> Decision:
             begun = ports.store.begin(order_id, step, gate_passed=True)
     except OrderNotFound as exc:
         return GiveUp(str(exc))
+    if isinstance(begun, Refused):
+        ports.store.refuse(order_id, step, refused=begun, asked=asked or {})
+        return Refuse(begun.reason)
+    if isinstance(begun, Wait):
+        return Retry(begun.delay)
     if not isinstance(begun, Started):
         return Done()
     bind_log_context(attempt=begun.attempt)
     started = ports.clock()
     try:
-        outcome = ports.calls[step](begun, idempotency_key(order_id, step))
+        outcome = ports.calls[step](begun, holder)
     except DownstreamError as error:
         decision = _after_failure(order_id, step, error=error, attempt=begun.attempt, ports=ports)
         ports.breaker.note(system, error, retried=begun.attempt > 1)
+        ports.limits.note(system, error)
         return decision
     seconds = ports.clock() - started
-    if not ports.store.succeed(
-        order_id, step, attempt=begun.attempt, outcome=outcome, seconds=seconds
-    ):
-        ports.breaker.note(system, None)
-    return Done()
+    reason = unrecordable(outcome.downstream_id)
+    if reason is None:
+        outcome = Outcome(outcome.downstream_id, storable_result(outcome.result))
+        try:
+            kept = ports.store.succeed(
+                order_id, step, attempt=begun.attempt, outcome=outcome, seconds=seconds
+            )
+        except Unrecordable as exc:
+            # The database refused what the reply said (a value its column cannot hold):
+            # retrying gets the same reply, so it is the operator's, with the reason.
+            reason = f"the reply could not be recorded: {exc}"
+        else:
+            if not kept:
+                ports.breaker.note(system, None)
+            return Done()
+    # The system did answer (its effect may be applied): a failure of ours to record it, never
+    # a crash that loses the message, and nothing that counts against the system's breaker.
+    refused = PermanentError(system=system, message=reason, code=UNRECORDABLE)
+    return _after_failure(order_id, step, error=refused, attempt=begun.attempt, ports=ports)
 
 
 def _after_failure(
@@ -145,74 +194,3 @@ def _after_failure(
     kind = "permanent" if isinstance(error, PermanentError) else "exhausted"
     ports.recorder.gave_up(order_id, step, kind=kind, error=error, attempts=attempt)
     return GiveUp(str(error))
-
-
-# ---- the production ports, on PostgreSQL (or SQLite in trial mode) --------------------------
-
-
-class SqlBreakerGate:
-    """The breaker shared by all workers (``hub.db.breaker``), one transaction per question."""
-
-    def __init__(self, policy: BreakerPolicy, engine: Engine) -> None:
-        self._policy = policy
-        self._engine = engine
-
-    def hold(self, order_id: uuid.UUID, step: str, system: str) -> int | None:
-        with unit_of_work() as session:
-            admission = breaker.admit_call(session, system, self._policy)
-            if admission.allowed:
-                return None
-            # Spread the held steps out, so they don't all come back with the first probe;
-            # whole seconds >= 1 (a countdown under a second is dropped by kombu).
-            wait = max(1, math.ceil(admission.wait + random.uniform(0, self._policy.spread)))
-            audit.record(
-                session,
-                audit.STEP_DEFERRED,
-                status="retry",
-                order_id=order_id,
-                step=step,
-                system=system,
-                delay_s=wait,
-                reason="breaker open",
-            )
-            return wait
-
-    def note(self, system: str, error: DownstreamError | None, *, retried: bool = False) -> None:
-        failed = error is not None and breaker.counts_against(error)
-        if error is not None and hot_path.serves(self._engine):
-            # While a system is flaky its window is live: one statement counts the call, and
-            # only counts that say "down" take the locked path to open the breaker.
-            counts = hot_path.count_call(
-                self._engine, system, failed=failed, retried=retried, window=self._policy.window
-            )
-            if counts is not None and not (failed and _says_down(counts, self._policy)):
-                return
-        with unit_of_work() as session:
-            breaker.record_outcome(session, system, self._policy, error=error, retried=retried)
-
-
-def _says_down(counts: tuple[int, int, int], policy: BreakerPolicy) -> bool:
-    calls, failures, retry_failures = counts
-    window = Breaker(calls=calls, failures=failures, retry_failures=retry_failures)
-    return is_down(window, policy=policy)
-
-
-class SqlStepRecorder:
-    """Give-ups as failure records."""
-
-    def gave_up(
-        self, order_id: uuid.UUID, step: str, *, kind: str, error: DownstreamError, attempts: int
-    ) -> None:
-        with unit_of_work() as session:
-            record_failure(
-                session,
-                FailureReport(
-                    order_id=order_id,
-                    step=step,
-                    kind=kind,
-                    message=error.message,
-                    attempts=attempts,
-                    http_status=error.status,
-                    code=error.code,
-                ),
-            )

@@ -71,10 +71,13 @@ def choose_mode(settings: Settings) -> Mode:
         for name in ("database_url", "broker_url")
         if name in settings.model_fields_set
     ]
+    hand_named = settings.embedded_broker and settings.database_url.startswith("sqlite:")
+    if settings.trial and not hand_named:
+        # Asked for by name, it wins over URLs from the environment or a production .env:
+        # the demo must never post into the hub those point at.
+        return Mode(True, "HUB_TRIAL=true asks for trial mode")
     if configured:
         return Mode(False, f"{' and '.join(configured)} set: the demo uses exactly that")
-    if settings.trial:
-        return Mode(True, "HUB_TRIAL=true asks for trial mode")
     probes = {
         "PostgreSQL": settings.trial_probe_postgres,
         "RabbitMQ": settings.trial_probe_rabbitmq,

@@ -1,17 +1,19 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from hub.demo.processes import Supervisor, http_ok
-from hub.demo.sandboxes import Sandboxes
+from hub.demo.stack import HubStack
 from hub.settings import get_settings
 from tests import support
 
 # One directory per queue prefix, so two runs on one machine keep their logs apart.
 LOGS = Path(__file__).resolve().parents[2] / "var" / "test-logs" / get_settings().queue_prefix
+WORKERS = ("worker1", "worker2")
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -22,15 +24,11 @@ def _real_services() -> None:
     support.declare_and_purge_queues()
 
 
-class Stack:
+@dataclass
+class Stack(HubStack):
     """The hub as an operator runs it: sandbox, two worker processes, relay and API."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
-        self.supervisor = supervisor
-        settings = get_settings()
-        self.api_url = f"http://{settings.api_host}:{settings.api_port}"
-        self.sandbox = Sandboxes.from_settings(settings)
-        self._headers: dict[str, str] = {}
+    _headers: dict[str, str] = field(default_factory=dict, init=False)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -40,29 +38,41 @@ class Stack:
         return self._headers
 
     def start(self) -> None:
-        s = self.supervisor
-        for url in [*self.sandbox.urls.values(), self.api_url]:
-            if http_ok(url)():
-                pytest.fail(
-                    f"something else already answers on {url}; stop it first", pytrace=False
-                )
-        sandbox = s.hub("sandbox", "sandbox")
-        s.wait_until(sandbox, http_ok(f"{self.sandbox.urls['erp']}/_health"))
-        for name in ("worker1", "worker2"):
-            self.start_worker(name)
-        s.hub("relay", "relay")
-        api = s.hub("api", "api")
-        s.wait_until(api, http_ok(f"{self.api_url}/healthz"))
+        if busy := self.busy():
+            pytest.fail(
+                f"something else already answers on {', '.join(busy)}; stop it first",
+                pytrace=False,
+            )
+        super().start()
 
-    def start_worker(self, name: str) -> None:
-        # The node name carries the queue prefix: test runs sharing a broker would otherwise
-        # fight over the exclusive remote-control queue of "worker1@<host>".
-        node = f"{get_settings().queue_prefix}-{name}"
-        worker = self.supervisor.hub(name, "worker", "--concurrency", "2", "--name", node)
-        self.supervisor.wait_for_log(worker, "ready.", timeout=60)
+    def stop_worker(self, name: str) -> None:
+        """SIGTERM one worker (its warm shutdown), SIGKILL if it lingers, and forget it."""
+        self.stop_child(self.child(name), timeout=30)
 
-    def child(self, name: str) -> object:
-        return next(c for c in self.supervisor.children if c.name == name)
+    @contextlib.contextmanager
+    def workers_with(self, *, names: tuple[str, ...] = WORKERS, **env: str) -> Iterator[None]:
+        """Both workers stopped, then ``names`` started with these settings added (the others
+        stay stopped); the usual two again afterwards, whatever the test did to them."""
+        for name in WORKERS:
+            if any(c.name == name and c.popen.poll() is None for c in self.supervisor.children):
+                self.stop_worker(name)
+            else:  # a test killed it
+                self.supervisor.children[:] = [
+                    c for c in self.supervisor.children if c.name != name
+                ]
+        saved = self.supervisor.env
+        self.supervisor.env = {**saved, **env}
+        try:
+            for name in names:
+                self.start_worker(name)
+            yield
+        finally:
+            for name in WORKERS:
+                if any(c.name == name for c in self.supervisor.children):
+                    self.stop_worker(name)
+            self.supervisor.env = saved
+            for name in WORKERS:
+                self.start_worker(name)
 
 
 @pytest.fixture(scope="package")
@@ -70,7 +80,7 @@ def stack(_real_services: None) -> Iterator[Stack]:
     LOGS.mkdir(parents=True, exist_ok=True)
     for old in LOGS.glob("*.log"):
         old.unlink()
-    running = Stack(Supervisor(env={}, log_dir=LOGS))
+    running = Stack(get_settings(), LOGS)
     try:
         running.start()
         yield running

@@ -12,7 +12,7 @@ best; `make bench` measures it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from sqlalchemy import text
 
@@ -46,20 +46,50 @@ def held_back_or_opened() -> tuple[int, int]:
     return counts.get("step.deferred", 0), counts.get("breaker.opened", 0)
 
 
-def compare_with_healthy(stack: Stack, break_systems: Callable[[], None]) -> None:
+def retries_by_step() -> dict[str, tuple[int, int]]:
+    """Retries scheduled so far by step: all of them, and those whose system sent a
+    Retry-After the hub read."""
+    with get_engine().connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT step, count(*), count(detail->>'retry_after_s') FROM integration_events"
+                " WHERE event_type = 'step.retry_scheduled' GROUP BY step"
+            )
+        )
+        return {str(step): (int(n), int(with_after)) for step, n, with_after in rows}
+
+
+def compare_with_healthy(
+    stack: Stack,
+    break_systems: Callable[[], None],
+    *,
+    least_retries: dict[str, int],
+    retry_after_read: Collection[str] = (),
+) -> None:
     """Every order of a half-working run completes once, and no breaker stands in its way.
 
-    The drain rate against the healthy run's is printed; the target on it (>= 0.5) is a
-    figure of `make bench` ("ERP failing half its calls"), not a timed assertion here.
+    First the faults are proven to have bitten: at least ``least_retries[step]`` retries of each
+    broken step, and for the steps in ``retry_after_read`` every retry carries the Retry-After
+    the system sent. The drain rate against the healthy run's is printed; the target on it
+    (>= 0.5) is a figure of `make bench` ("ERP failing half its calls"), not a timed assertion.
     """
     healthy, healthy_ids = drain_rate(stack)
     assert_exactly_once(stack, healthy_ids)
     before = held_back_or_opened()
+    retries_before = retries_by_step()
 
     break_systems()
     flaky, flaky_ids = drain_rate(stack)
     stack.sandbox.clear_faults()
 
+    retries_after = retries_by_step()
+    for step, least in least_retries.items():
+        all_after, read_after = retries_after.get(step, (0, 0))
+        all_before, read_before = retries_before.get(step, (0, 0))
+        n, with_after = all_after - all_before, read_after - read_before
+        assert n >= least, f"the faults did not bite: {n} retries of {step}, at least {least}"
+        if step in retry_after_read:
+            assert with_after == n, f"{n - with_after} retries of {step} ignored its Retry-After"
     assert_exactly_once(stack, flaky_ids)
     print(f"healthy {healthy:.1f}/s, half-working {flaky:.1f}/s, ratio {flaky / healthy:.2f}")
     assert held_back_or_opened() == before, "the breaker held back a half-working system"
@@ -81,13 +111,24 @@ def test_systems_failing_the_first_call_of_every_key_drain_without_the_breaker_h
         )
         stack.sandbox.set_faults("warehouse", first_call_fails=True, body="reset")
 
-    compare_with_healthy(stack, first_calls_fail)
+    # The first call of every order's inventory and fulfillment step fails: one retry each.
+    compare_with_healthy(
+        stack,
+        first_calls_fail,
+        least_retries={"inventory": ORDERS, "fulfillment": ORDERS},
+        retry_after_read={"inventory"},
+    )
 
 
 def test_a_system_failing_forty_percent_of_its_calls_drains_without_the_breaker_holding_it(
     stack: Stack,
 ) -> None:
-    compare_with_healthy(stack, lambda: stack.sandbox.set_faults("erp", error_rate=0.4, status=503))
+    # 40 % of calls fail: about 0.67 retries per order; a tenth of that is a fault that bit.
+    compare_with_healthy(
+        stack,
+        lambda: stack.sandbox.set_faults("erp", error_rate=0.4, status=503),
+        least_retries={"inventory": ORDERS // 10},
+    )
 
 
 def test_a_system_down_for_thirty_seconds_gets_a_trickle_of_calls_and_every_order_after(

@@ -21,12 +21,8 @@ def test_a_healthy_stack_has_no_problem(stack: Stack) -> None:
         timeout=120,
     )
 
-    if make_url_vhost() == "/":
-        # The tests' broker may be RabbitMQ's default vhost (CI's is): that, and only that, is
-        # what doctor must then report.
-        assert ran.returncode == 1, ran.stdout + ran.stderr
-        assert "1 problem(s)" in ran.stderr and "default vhost" in ran.stdout
-        return
+    # The tests' broker may be RabbitMQ's default vhost (CI's is): that is advice, exit 0.
+    assert ("vhost (advice)" in ran.stdout) == (make_url_vhost() == "/"), ran.stdout
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "no problem found" in ran.stdout
 

@@ -114,13 +114,15 @@ def operate(stack: Stack, browser: WebDriver) -> None:
     browser.find_element(By.ID, f"reason-{to_discard.id}").send_keys("sku retired, order void")
     click_through(browser, f"discard-{to_discard.id}")
 
+    # Discard cancels the order (nothing of it had succeeded: cancelled at once).
     assert flash_text(browser) == (
-        f"Discarded the failure of inventory for order {to_discard.order_id}."
+        f"Cancelled order {to_discard.order_id} (failure of inventory): what its steps did is "
+        "undone, last first."
     )
     assert f"failure-{to_discard.id}" not in rows(browser)
     discarded = stored(to_discard.id)
     assert (discarded.state, discarded.resolved_by, discarded.resolution_reason) == (
-        "discarded",
+        "cancelled",
         operator,
         "sku retired, order void",
     )

@@ -10,8 +10,8 @@ from typing import Any
 
 import requests
 
-from hub.core.pipeline import STEPS
 from hub.demo.processes import Child
+from hub.settings import get_settings
 from tests import support
 from tests.e2e.conftest import Stack
 from tests.factories import order_payload
@@ -33,7 +33,7 @@ def post_orders(stack: Stack, count: int, *, clients: int = 8) -> list[str]:
 
 def assert_exactly_once(stack: Stack, order_ids: list[str]) -> None:
     effects = stack.sandbox.effects_per_key()
-    for step in STEPS:
+    for step in get_settings().pipeline.steps:
         keys = {f"{order_id}:{step}" for order_id in order_ids}
         counted = {key: n for key, n in effects[step].items() if key in keys}
         assert set(counted) == keys, f"{step}: {len(keys - set(counted))} orders have no effect"

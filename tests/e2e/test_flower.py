@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,13 +11,16 @@ from typing import Any
 import pytest
 import requests
 
+from hub.broker.topology import Topology
 from hub.demo.processes import Supervisor, http_ok
-from tests import support
-from tests.conftest import PORT_BASE
+from hub.settings import get_settings
+from tasks.app import app
+from tests import ports, support
 from tests.e2e.conftest import LOGS, Stack
+from tests.e2e.test_failures import events, hub, post_one, view, wait_failed
 from tests.e2e.test_flow import post_orders, wait_completed
 
-FLOWER_PORT = PORT_BASE + 5
+FLOWER_PORT = ports.port("flower")
 FLOWER_URL = f"http://127.0.0.1:{FLOWER_PORT}"
 AUTH = ("flower-ops", "flower-test-password-8d1e")
 
@@ -114,3 +118,72 @@ def test_flower_lists_the_hubs_tasks_with_the_retries_of_a_flaky_step(
     # breaker deferral adds one), so the test asks for the retries to show, not an exact count.
     assert inventory["retries"] >= 1
     assert inventory["state"] == "SUCCESS"
+
+
+def test_a_step_sent_through_flower_for_a_discarded_order_is_refused_and_audited(
+    flower: str, stack: Stack
+) -> None:
+    # An order that failed (out of stock) and that an operator discarded: do not ship.
+    stack.sandbox.set_stock({"SKU-023": 0})
+    order_id = post_one(stack, lines=[{"sku": "SKU-023", "qty": 1, "unit_price": "3.00"}])
+    failure = wait_failed(order_id)
+    discarded = hub(
+        "discard", str(failure["id"]), "--operator", "ops-bob", "--reason", "do not ship"
+    )
+    assert discarded.returncode == 0, discarded.stderr
+    calls_before = {
+        system: stack.sandbox.ledger(system)["calls"] for system in ("warehouse", "accounting")
+    }
+
+    # Then someone asks for the shipment and the invoice anyway. Flower's write API is closed
+    # (405, nothing sent), so the message comes straight from a broker user, as Flower's
+    # async-apply would send it: the hub's records must refuse it, whoever sent it.
+    for step in ("fulfillment", "invoice"):
+        reply = requests.post(
+            f"{flower}/api/task/async-apply/hub.step.{step}",
+            json={"args": [order_id]},
+            auth=AUTH,
+            timeout=10,
+        )
+        assert reply.status_code == 405, reply.text
+        app.send_task(f"hub.step.{step}", args=[order_id])  # routed by the app's routes
+
+    def refused() -> list[dict[str, Any]]:
+        return events(stack, order_id, "step.refused")
+
+    support.wait_for(lambda: len(refused()) == 2, timeout=60, what="two step.refused rows")
+    for event in refused():
+        # Discarding cancels now; nothing had succeeded, so the order is cancelled at once.
+        assert event["detail"]["reason"] == "order is cancelled"
+        assert event["detail"]["asked"]["task"] == f"hub.step.{event['step']}"
+    # Nothing reached the warehouse or accounting, and the order is still cancelled, unshipped.
+    for system, calls in calls_before.items():
+        ledger = stack.sandbox.ledger(system)
+        assert ledger["calls"] == calls, system
+        assert not [e for e in ledger["effects"] if e["order_id"] == order_id], system
+    shown = view(stack, order_id)
+    assert shown["status"] == "cancelled"
+    assert shown["steps"]["fulfillment"]["attempts"] == 0
+
+
+WRITES = {
+    "run a task": "/api/task/async-apply/hub.step.inventory",
+    "send a task": "/api/task/send-task/hub.step.inventory",
+    "revoke and terminate": "/api/task/revoke/00000000-0000-0000-0000-000000000000?terminate=true",
+    "shut a worker down": "/api/worker/shutdown/{worker}",
+    "stop a step queue": "/api/worker/queue/cancel-consumer/{worker}?queue={queue}",
+    "resize a pool": "/api/worker/pool/grow/{worker}?n=4",
+}
+
+
+@pytest.mark.parametrize("path", WRITES.values(), ids=WRITES.keys())
+def test_a_flower_user_cannot_change_anything(flower: str, stack: Stack, path: str) -> None:
+    prefix = get_settings().queue_prefix
+    worker = f"{prefix}-worker1@{socket.gethostname()}"
+    queue = Topology(prefix).queue_name("inventory")
+    url = f"{flower}{path.format(worker=worker, queue=queue)}"
+    reply = requests.post(url, auth=AUTH, timeout=10)
+    assert reply.status_code == 405, reply.text
+    # Reading still works, and the workers still consume every step queue: an order completes.
+    assert requests.get(f"{flower}/api/workers", auth=AUTH, timeout=10).status_code == 200
+    wait_completed(post_orders(stack, 1), timeout=90)

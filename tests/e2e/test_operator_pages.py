@@ -24,7 +24,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import select, text
 
-from hub.core.pipeline import STEPS
 from hub.core.schemas import OrderIn
 from hub.db.engine import get_engine, unit_of_work
 from hub.db.models import Failure, IntegrationEvent
@@ -176,7 +175,7 @@ def test_thirty_failures_of_three_causes_and_a_group_replayed_once(
         what="the replayed group's orders to complete",
     )
     effects = stack.sandbox.effects_per_key()
-    for step in STEPS:
+    for step in get_settings().pipeline.steps:
         counts = [effects[step][f"{order}:{step}"] for order in short_orders]
         assert counts == [1] * 10, f"{step}: effects per order {counts}"
     with unit_of_work() as session:

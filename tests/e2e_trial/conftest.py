@@ -24,14 +24,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.db import migrate
 from hub.db.engine import engine_for
 from hub.db.models import Order
-from hub.demo.processes import ROOT, Supervisor, http_ok
-from hub.demo.sandboxes import Sandboxes
+from hub.demo.processes import ROOT
+from hub.demo.stack import HubStack
 from hub.services import keys
 from hub.settings import Settings
 from hub.trial import mode as trial
+from tests import ports
 from tests.factories import order_payload
 
-PORT_BASE = int(os.environ.get("HUB_TEST_TRIAL_PORT_BASE", "18950"))
+# HUB_TEST_TRIAL_PORT_BASE, or the trial's range of the suite's ports (tests/ports.py).
+PORT_BASE = int(os.environ.get("HUB_TEST_TRIAL_PORT_BASE", ports.port("trial")))
 # API, sandbox +1..+3, the demo's own +4..+7, Flower +8.
 FLOWER_PORT = PORT_BASE + 8
 FLOWER_AUTH = ("trial-operator", "trial-flower-password")
@@ -58,9 +60,9 @@ def child_environment(settings: Settings) -> dict[str, str]:
         **trial.trial_environment(settings),
         "HUB_QUEUE_PREFIX": settings.queue_prefix,
         "HUB_API_PORT": str(settings.api_port),
-        "HUB_ERP_URL": settings.erp_url,
-        "HUB_WAREHOUSE_URL": settings.warehouse_url,
-        "HUB_ACCOUNTING_URL": settings.accounting_url,
+        "HUB_ERP_URL": settings.systems["erp"].url,
+        "HUB_WAREHOUSE_URL": settings.systems["warehouse"].url,
+        "HUB_ACCOUNTING_URL": settings.systems["accounting"].url,
         "HUB_FLOWER_PORT": str(FLOWER_PORT),
         "HUB_FLOWER_USER": FLOWER_AUTH[0],
         "HUB_FLOWER_PASSWORD": FLOWER_AUTH[1],
@@ -77,19 +79,8 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> Non
 
 
 @dataclass
-class TrialStack:
-    settings: Settings
-    supervisor: Supervisor
-    env: dict[str, str]
+class TrialStack(HubStack):
     headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.api_port}"
-
-    @property
-    def sandbox(self) -> Sandboxes:
-        return Sandboxes.from_settings(self.settings)
 
     def session(self) -> Session:
         return sessionmaker(bind=engine_for(self.settings.database_url))()
@@ -131,24 +122,6 @@ class TrialStack:
         )
 
 
-def start(stack: TrialStack) -> None:
-    s = stack.supervisor
-    for url in [*stack.sandbox.urls.values(), stack.api_url]:
-        if http_ok(url)():
-            pytest.fail(f"something else already answers on {url}; stop it first", pytrace=False)
-    sandbox = s.hub("sandbox", "sandbox")
-    workers = [
-        s.hub(name, "worker", "--concurrency", "2", "--name", f"hubtrial-{name}")
-        for name in ("worker1", "worker2")
-    ]
-    s.hub("relay", "relay")
-    api = s.hub("api", "api")
-    s.wait_until(sandbox, http_ok(f"{stack.sandbox.urls['erp']}/_health"))
-    s.wait_until(api, http_ok(f"{stack.api_url}/healthz"))
-    for worker in workers:
-        s.wait_for_log(worker, "ready.", timeout=60)
-
-
 @pytest.fixture(scope="package")
 def trial_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrialStack]:
     settings = trial_settings(tmp_path_factory.mktemp("trial"), port_base=PORT_BASE)
@@ -158,12 +131,15 @@ def trial_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrialStack
     for old in LOGS.glob("*.log"):
         old.unlink()
     env = child_environment(settings)
-    stack = TrialStack(settings, Supervisor(env=env, log_dir=LOGS), env)
+    # Two threads a worker: SQLite takes one writer at a time.
+    stack = TrialStack(settings, LOGS, concurrency=2, env=env)
     with stack.session() as session, session.begin():
         token = keys.create_key(session, "e2e-trial").token
     stack.headers = {"Authorization": f"Bearer {token}"}
     try:
-        start(stack)
+        if busy := stack.busy():
+            pytest.fail(f"something else already answers on {', '.join(busy)}", pytrace=False)
+        stack.start()
         yield stack
     finally:
         stack.supervisor.stop()

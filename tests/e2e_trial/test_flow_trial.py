@@ -7,14 +7,14 @@ from typing import Any
 
 import requests
 
-from hub.core.pipeline import STEPS
+from hub.settings import get_settings
 from tests.e2e_trial.conftest import TrialStack
 from tests.factories import order_payload
 
 
 def assert_exactly_once(stack: TrialStack, order_ids: list[str]) -> None:
     effects = stack.sandbox.effects_per_key()
-    for step in STEPS:
+    for step in get_settings().pipeline.steps:
         counted = {
             f"{order_id}:{step}": effects[step][f"{order_id}:{step}"] for order_id in order_ids
         }

@@ -25,7 +25,8 @@ def facts() -> DatabaseFacts:
         step: replace(value, sum_seconds=round(value.sum_seconds, 6))
         for step, value in found.latency_by_step.items()
     }
-    return replace(found, latency_by_step=latency)
+    # The counters only: how far the fold is behind differs before and after it, by design.
+    return replace(found, latency_by_step=latency, audit_not_folded=0, audit_not_counted=0)
 
 
 def record_events(count: int, *, ms: float) -> None:
@@ -79,3 +80,22 @@ def test_deleting_folded_rows_keeps_every_counter() -> None:
         connection.execute(text("DELETE FROM integration_events"))
 
     assert facts() == before
+
+
+def test_a_long_backlog_not_folded_is_read_in_a_bounded_range_and_said() -> None:
+    record_events(10, ms=30)  # 30 rows, none folded (the relay is down, say)
+    age_all(3600)
+
+    found = read_database(get_settings(), unfolded_limit=12)
+
+    assert isinstance(found, DatabaseFacts), found
+    assert found.audit_not_folded == 30
+    assert found.audit_not_counted == 18, "a scrape reads 12 rows past the mark, no more"
+    assert found.orders_received == 4  # rows 1, 4, 7, 10 of the first 12
+
+    audit_rollup.fold(batch=50)
+    caught_up = read_database(get_settings(), unfolded_limit=12)
+
+    assert isinstance(caught_up, DatabaseFacts), caught_up
+    assert (caught_up.audit_not_folded, caught_up.audit_not_counted) == (0, 0)
+    assert caught_up.orders_received == 10

@@ -81,17 +81,21 @@ def test_nothing_stranded_when_the_delayed_queues_flow() -> None:
     assert found == []
 
 
-def test_the_default_vhost_is_named_as_shared_with_its_fix() -> None:
+def test_the_default_vhost_is_advice_with_its_fix_not_a_problem() -> None:
     # Passive declares and reads only: nothing is created or changed on the default vhost.
     ran = run_doctor(HUB_BROKER_URL="amqp://guest:guest@127.0.0.1:5672//")
 
-    assert ran.returncode == 1
-    assert "vhost: the hub uses RabbitMQ's default vhost '/'" in ran.stdout
-    assert "rabbitmqctl add_vhost" in ran.stdout
+    assert "vhost (advice): the hub uses RabbitMQ's default vhost '/'" in ran.stdout
+    assert "before production: give the hub a vhost of its own: rabbitmqctl add_vhost" in (
+        " ".join(ran.stdout.split())
+    )
+    # Whatever else doctor finds there (the tests' queues live on their own vhost), the
+    # default vhost is not counted among the problems.
+    assert "\nvhost:" not in ran.stdout
 
 
 def test_a_queue_of_the_wrong_type_is_named() -> None:
-    prefix = "hubwt14odd"
+    prefix = f"{get_settings().queue_prefix}odd"
     topology = Topology(prefix)
     with support.broker_connection() as connection:
         channel = connection.channel()

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from hub.core.failure_groups import GroupKey
 from hub.db.engine import unit_of_work
-from hub.db.models import Failure, IntegrationEvent
+from hub.db.models import Failure, IntegrationEvent, Order
 from hub.entrypoints.cli.main import cli
 from hub.services.failure_groups import find_group, open_groups
 from tests import support
@@ -111,6 +111,22 @@ def test_hub_failures_list_shows_the_orders_of_one_group() -> None:
     assert str(other.order_id) not in screen
 
 
+def test_hub_failures_list_has_an_external_id_column() -> None:
+    failure = out_of_stock("SKU-001", 1, 0)
+    with unit_of_work() as session:
+        order = session.get(Order, failure.order_id)
+        assert order is not None
+        external = order.external_id
+
+    code, screen = run("failures", "list")
+
+    assert code == 0, screen
+    header = next(line for line in screen.splitlines() if "failure id" in line)
+    assert "external id" in header
+    row = next(line for line in screen.splitlines() if str(failure.id) in line)
+    assert str(failure.order_id) in row and external in row
+
+
 def test_hub_replay_group_dry_run_changes_nothing_then_replays_the_group_once() -> None:
     stock = [out_of_stock(f"SKU-{n:03d}", 1, 0) for n in range(3)]
     other = make_failure(message="unknown sku ZZ-9")
@@ -145,14 +161,15 @@ def test_hub_discard_group_needs_a_reason_and_closes_only_that_group() -> None:
     code, screen = run("discard", "--group", group)
     assert code != 0 and "a reason is required" in screen
     code, screen = run("discard", "--group", group, "--reason", "void", "--dry-run")
-    assert code == 0 and "dry run: would discard 2 failure(s)" in screen, screen
+    assert code == 0 and "dry run: would cancel 2 failure(s)" in screen, screen
     assert states([*stock, other]) == ["open"] * 3
 
     code, screen = run("discard", "--group", group, "--reason", "sku retired")
 
     assert code == 0, screen
-    assert "discarded 2, skipped 0" in screen
-    assert states([*stock, other]) == ["discarded", "discarded", "open"]
+    # Discarding cancels the orders now (nothing was done for them: cancelled at once).
+    assert "cancelled 2, skipped 0" in screen
+    assert states([*stock, other]) == ["cancelled", "cancelled", "open"]
 
 
 def test_a_group_id_that_is_not_one_is_refused() -> None:

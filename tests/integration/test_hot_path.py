@@ -1,4 +1,5 @@
-"""The hot path counts its statements: each move of a step, and an order's intake, is one.
+"""The hot path counts its statements: each move of a step (start, success, failure with or
+without its retry, refusal, skip), a breaker's count of a call, and an order's intake, is one.
 
 SQLAlchemy's ``before_cursor_execute`` sees every statement sent; on the autocommit
 connections the hot path uses there is no BEGIN or COMMIT besides, so a statement is a round
@@ -10,14 +11,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, select, update
 
 from hub import bootstrap
+from hub.core.errors import TransientError
+from hub.core.ports.downstream import Line
 from hub.core.schemas import OrderIn
-from hub.core.steps import AlreadyDone, BreakerNotClosed, Outcome, Started
+from hub.core.steps import AlreadyDone, BreakerNotClosed, Outcome, Refused, RetryPlan, Started
 from hub.db.engine import autocommit, get_engine, unit_of_work
-from hub.db.hot_path import PostgresStepStore, mark_sent
+from hub.db.hot_path import PostgresStepStore, count_call, mark_sent
 from hub.db.models import BreakerState, IntegrationEvent, Order, OutboxMessage, StepOutcome
 from hub.services.intake import accept
 from hub.settings import get_settings
@@ -89,7 +93,7 @@ def test_a_step_starts_in_one_statement_and_succeeds_in_another() -> None:
         begun = steps.begin(order_id, "inventory", gate_passed=False)
     assert len(statements) == 1
     assert isinstance(begun, Started) and begun.attempt == 1
-    assert begun.order.lines[0] == {"sku": "SKU-001", "qty": 2, "unit_price": "19.9000"}
+    assert begun.order.lines[0] == Line(sku="SKU-001", qty=2, unit_price="19.9000")
 
     with counting(get_engine()) as statements:
         closed = steps.succeed(
@@ -113,7 +117,12 @@ def test_the_last_step_completes_the_order_and_a_succeeded_step_is_not_started_a
         assert isinstance(begun, Started)
         steps.succeed(order_id, step, attempt=1, outcome=Outcome(f"{step}-1"), seconds=0.1)
 
+    # A redelivered link of a chain still under way is skipped, its stored result passed on.
+    with unit_of_work() as session:
+        session.execute(update(Order).where(Order.id == order_id).values(status="processing"))
     assert isinstance(steps.begin(order_id, "invoice", gate_passed=False), AlreadyDone)
+    with unit_of_work() as session:
+        session.execute(update(Order).where(Order.id == order_id).values(status="completed"))
     with unit_of_work() as session:
         order = session.get(Order, order_id)
         kinds = session.scalars(
@@ -138,6 +147,82 @@ def test_a_breaker_that_is_not_closed_starts_nothing_until_its_gate_is_passed() 
     assert isinstance(begun, Started) and begun.attempt == 1
     # Its success is not the hot path's to count: the breaker must hear of it.
     assert not steps.succeed(order_id, "inventory", attempt=1, outcome=Outcome("R"), seconds=0)
+
+
+def events_of(order_id: uuid.UUID) -> list[str]:
+    with unit_of_work() as session:
+        return list(
+            session.scalars(
+                select(IntegrationEvent.event_type)
+                .where(IntegrationEvent.order_id == order_id)
+                .order_by(IntegrationEvent.seq)
+            )
+        )
+
+
+def test_a_failure_with_its_retry_is_one_statement_and_without_one_too() -> None:
+    order_id = new_order()
+    steps = store()
+    assert isinstance(steps.begin(order_id, "inventory", gate_passed=False), Started)
+    error = TransientError(system="erp", message="503 from the ERP", status=503)
+
+    with counting(get_engine()) as statements:
+        steps.fail(
+            order_id,
+            "inventory",
+            attempt=1,
+            error=error,
+            retry=RetryPlan(delay_s=2, backoff_ceiling_s=2.0),
+        )
+    assert len(statements) == 1
+    with counting(get_engine()) as statements:
+        steps.fail(order_id, "inventory", attempt=1, error=error, retry=None)
+    assert len(statements) == 1
+
+    with unit_of_work() as session:
+        row = session.get(StepOutcome, (order_id, "inventory"))
+        assert row is not None and (row.status, row.last_error) == ("error", str(error))
+    assert events_of(order_id)[-3:] == ["step.failed", "step.retry_scheduled", "step.failed"]
+
+
+def test_a_refusal_and_a_skip_are_one_statement_each_after_the_start() -> None:
+    order_id = new_order()
+    steps = store()
+
+    with counting(get_engine()) as statements:
+        steps.refuse(
+            order_id,
+            "invoice",
+            refused=Refused(reason="out of pipeline order", order_status="received"),
+            asked={"step": "invoice"},
+        )
+    assert len(statements) == 1
+    assert events_of(order_id)[-1] == "step.refused"
+
+    assert isinstance(steps.begin(order_id, "inventory", gate_passed=False), Started)
+    steps.succeed(order_id, "inventory", attempt=1, outcome=Outcome("R-1"), seconds=0.1)
+    with counting(get_engine()) as statements:
+        assert isinstance(steps.begin(order_id, "inventory", gate_passed=False), AlreadyDone)
+    assert len(statements) == 2, "the start that finds it done, then the skip's audit row"
+    assert events_of(order_id)[-1] == "step.skipped"
+
+
+def test_counting_a_call_in_a_live_window_is_one_statement() -> None:
+    with unit_of_work() as session:
+        session.add(BreakerState(system="erp", state="closed", window_started_at=datetime.now(UTC)))
+    window = get_settings().breaker.window
+
+    with counting(get_engine()) as statements:
+        counts = count_call(get_engine(), "erp", failed=True, retried=True, window=window)
+    assert len(statements) == 1
+    assert counts == (1, 1, 1)
+    with counting(get_engine()) as statements:
+        assert count_call(get_engine(), "erp", failed=False, retried=False, window=window) == (
+            2,
+            1,
+            1,
+        )
+    assert len(statements) == 1
 
 
 def test_production_wires_the_one_statement_store_on_postgresql() -> None:

@@ -86,12 +86,49 @@ def test_a_repeat_by_external_id_gives_the_same_order_and_stores_nothing_new(
 
 
 def test_a_repeat_by_idempotency_key_gives_the_same_order(client: TestClient) -> None:
-    first = post(client, order_payload(), **{"Idempotency-Key": "k-123"})
-    second = post(client, order_payload(), **{"Idempotency-Key": "k-123"})
+    payload = order_payload()
+    first = post(client, payload, **{"Idempotency-Key": "k-123"})
+    second = post(client, payload, **{"Idempotency-Key": "k-123"})
 
     assert second.status_code == 200
     assert second.json()["order_id"] == first.json()["order_id"]
     assert counts()["orders"] == 1
+
+
+def test_a_reused_idempotency_key_with_another_order_is_refused_not_swallowed(
+    client: TestClient,
+) -> None:
+    earlier = order_payload()
+    first = post(client, earlier, **{"Idempotency-Key": "k-9"}).json()
+    new = order_payload()
+    reply = post(client, new, **{"Idempotency-Key": "k-9"})
+
+    # 422 naming the stored order, never a 200 that says the new order is completed.
+    assert reply.status_code == 422, reply.text
+    body = reply.json()
+    assert body["error"] == "idempotency_key_reuse"
+    assert body["fields"] == ["external_id"]
+    assert (body["order_id"], body["external_id"]) == (first["order_id"], earlier["external_id"])
+    assert counts()["orders"] == 1
+    # Sent again with a key of its own, the new order is accepted.
+    assert post(client, new, **{"Idempotency-Key": "k-10"}).status_code == 202
+
+
+def test_an_accepted_external_id_with_other_lines_is_a_409_naming_what_differs(
+    client: TestClient,
+) -> None:
+    payload = order_payload()
+    first = post(client, payload).json()
+    changed = {**payload, "lines": [{"sku": "SKU-001", "qty": 9999, "unit_price": "0.01"}]}
+    reply = post(client, changed)
+
+    assert reply.status_code == 409, reply.text
+    body = reply.json()
+    assert body["error"] == "order_differs" and body["fields"] == ["lines"]
+    assert f"PATCH /orders/{first['order_id']}" in body["detail"]
+    with unit_of_work() as session:
+        lines = session.scalars(select(OrderLine.qty)).all()
+    assert 9999 not in lines and counts()["orders"] == 1
 
 
 def test_twenty_identical_orders_at_the_same_instant_make_one_order(client: TestClient) -> None:

@@ -20,7 +20,7 @@ from hub.db.engine import get_engine, unit_of_work
 from hub.db.models import ApiKey, Order
 from hub.entrypoints import api_auth as intake_auth
 from hub.entrypoints.api import create_api
-from hub.entrypoints.api_auth import signature
+from hub.entrypoints.api_auth import signature, signature_v2
 from hub.entrypoints.cli.main import cli
 from hub.services import keys
 from hub.settings import get_settings
@@ -219,6 +219,10 @@ def test_the_cli_shows_a_key_once_lists_it_without_secrets_and_revokes_it(
     assert post(client, {"Authorization": f"Bearer {token}"}).json()["reason"] == (
         "revoked_api_key"
     )
+    assert f"key {key_id} of crm-eu revoked" in revoked.output
+    again = runner.invoke(cli, ["keys", "revoke", key_id])
+    assert again.exit_code == 0 and "was already revoked" in again.output, again.output
+    assert "signing secret is stored as it is" in " ".join(created.output.split())
     unknown = runner.invoke(cli, ["keys", "revoke", "nosuchkey"])
     assert unknown.exit_code == 1 and "no key" in unknown.output
     bad_sender = runner.invoke(cli, ["keys", "create", "no spaces please"])
@@ -239,3 +243,46 @@ def test_with_postgresql_down_a_key_check_answers_503_not_500(
     assert response.status_code == 503
     assert response.json()["reason"] == "database_unavailable"
     assert key.token not in response.text
+
+
+def signed_v2(
+    key: keys.NewKey, body: bytes, *, method: str = "POST", path: str = "/orders", idem: str = ""
+) -> dict[str, str]:
+    assert key.signing_secret is not None
+    stamp = str(int(time.time()))
+    value = signature_v2(key.signing_secret, stamp, method, path, idem, body)
+    return {**bearer(key), "X-Hub-Timestamp": stamp, "X-Hub-Signature": value}
+
+
+def test_a_v2_signature_binds_method_path_and_idempotency_key(client: TestClient) -> None:
+    key = new_key("webhooks", signing=True)
+    body = json.dumps(order_payload()).encode()
+
+    with_key = {**signed_v2(key, body, idem="K-1"), "Idempotency-Key": "K-1"}
+    accepted = post(client, with_key, body)
+    other_key = post(client, {**with_key, "Idempotency-Key": "K-2"}, body)
+    other_path = post(client, signed_v2(key, body, path="/orders/x/cancel"), body)
+    cancel = client.post(
+        f"/orders/{accepted.json()['order_id']}/cancel",
+        content=b"{}",
+        headers={"content-type": "application/json", **signed_v2(key, body)},
+    )
+
+    assert accepted.status_code == 202, accepted.json()
+    for refused in (other_key, other_path, cancel):
+        assert (refused.status_code, refused.json()["reason"]) == (401, "bad_signature")
+    assert orders_stored() == 1
+
+
+def test_the_old_signature_is_accepted_only_while_hub_signature_v1_says_so() -> None:
+    key = new_key("webhooks", signing=True)
+    body = json.dumps(order_payload()).encode()
+    old_ok = TestClient(create_api())
+    assert post(old_ok, signed(key, body), body).status_code == 202
+
+    strict = TestClient(create_api(get_settings().model_copy(update={"signature_v1": False})))
+    body = json.dumps(order_payload()).encode()
+    refused = post(strict, signed(key, body), body)
+    assert (refused.status_code, refused.json()["reason"]) == (401, "bad_signature")
+    assert "no longer accepted" in refused.json()["detail"]
+    assert post(strict, signed_v2(key, body), body).status_code == 202

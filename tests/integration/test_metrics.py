@@ -49,7 +49,9 @@ def test_metrics_count_orders_latency_retries_outbox_failures_breakers_and_queue
     # two successful ERP calls, a retry, an open failure and an open ERP breaker.
     first, second, third = new_order(), new_order(), new_order()
     settings = get_settings()
-    CeleryChainPublisher(create_celery_app(settings), timeout=5).publish(first, "inventory")
+    CeleryChainPublisher(create_celery_app(settings), timeout=5).publish(
+        first, ("inventory", "fulfillment", "invoice")
+    )
     with unit_of_work() as session:
         for order_id, ms in ((first, 30.0), (second, 700.0)):
             audit.record(

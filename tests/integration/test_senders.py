@@ -61,8 +61,9 @@ def test_the_same_idempotency_key_from_two_senders_makes_two_orders() -> None:
     key = {"Idempotency-Key": "same-key-1"}
 
     first = crm_a.post("/orders", json=order_payload(), headers=key)
-    second = crm_b.post("/orders", json=order_payload(), headers=key)
-    repeat = crm_b.post("/orders", json=order_payload(), headers=key)
+    b_order = order_payload()
+    second = crm_b.post("/orders", json=b_order, headers=key)
+    repeat = crm_b.post("/orders", json=b_order, headers=key)
 
     assert (first.status_code, second.status_code, repeat.status_code) == (202, 202, 200)
     assert first.json()["order_id"] != second.json()["order_id"]

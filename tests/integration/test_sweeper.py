@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, text
 
-from hub.core.pipeline import STEPS
+from hub.core.registry import REGISTRY
 from hub.core.schemas import OrderIn
 from hub.db import audit
 from hub.db.engine import get_engine, unit_of_work
@@ -34,7 +34,7 @@ def order_at(
         for outbox in session.scalars(select(OutboxMessage)):
             outbox.sent_at = datetime.now(UTC)
         for row in session.scalars(select(StepOutcome).where(StepOutcome.order_id == order_id)):
-            if STEPS.index(row.step) < STEPS.index(step):
+            if REGISTRY.step_names.index(row.step) < REGISTRY.step_names.index(step):
                 row.status = "succeeded"
         audit.record(session, last, order_id=order_id, step=step, **detail)
     with get_engine().begin() as connection:
@@ -149,3 +149,85 @@ def test_two_sweepers_at_once_redrive_each_order_once() -> None:
         results.append(more)
     assert sum(r.redriven for r in results) == 20
     assert len(redriven()) == 20 and len(set(redriven())) == 20
+
+
+def cancelling_at(*, ago: float, undone: tuple[str, ...] = ()) -> uuid.UUID:
+    """A cancelling order whose reservation and shipment succeeded, the compensations of
+    ``undone`` done, and whose chain of compensations was then lost ``ago`` seconds back."""
+    order_id = order_at("invoice", last=audit.CANCEL_REQUESTED, ago=ago)
+    with unit_of_work() as session:
+        session.get_one(Order, order_id).status = "cancelling"
+        for step in undone:
+            session.get_one(StepOutcome, (order_id, step)).compensation_status = "succeeded"
+    return order_id
+
+
+def unsent() -> list[tuple[uuid.UUID, str, str]]:
+    with unit_of_work() as session:
+        rows = session.execute(
+            select(OutboxMessage.order_id, OutboxMessage.start_step, OutboxMessage.kind).where(
+                OutboxMessage.sent_at.is_(None)
+            )
+        ).all()
+    return [(order_id, step, kind) for order_id, step, kind in rows]
+
+
+def test_a_lost_chain_of_compensations_is_redriven_from_the_last_step() -> None:
+    stalled = cancelling_at(ago=AFTER + 5, undone=("fulfillment",))
+    with unit_of_work() as session:
+        last = session.get_one(Order, stalled).pipeline[-1]
+
+    assert sweep() == sweeper.Swept(redriven=1)
+
+    # Queued as a cancel queues them; the store passes the shipment's, undone already.
+    assert unsent() == [(stalled, last, "compensate")]
+    with unit_of_work() as session:
+        event = session.scalars(
+            select(IntegrationEvent).where(IntegrationEvent.event_type == audit.CHAIN_REDRIVEN)
+        ).one()
+    assert event.step == "inventory" and event.detail["compensating"] is True
+    assert "compensations re-driven" in event.detail["reason"]
+    assert sweep() == sweeper.Swept(), "its outbox row is in flight now: not swept again"
+
+
+def test_compensations_waiting_for_a_step_in_flight_or_the_operator_are_left_alone() -> None:
+    young = cancelling_at(ago=AFTER - 10)
+    waiting = cancelling_at(ago=AFTER + 5)
+    failed = cancelling_at(ago=AFTER + 5)
+    with unit_of_work() as session:
+        session.get_one(StepOutcome, (waiting, "invoice")).status = "running"
+        session.get_one(StepOutcome, (failed, "fulfillment")).compensation_status = "failed"
+    assert young and sweep() == sweeper.Swept()
+    # Its message may be in any queue from the last step back to the next one to undo.
+    stranded = cancelling_at(ago=AFTER + 5)
+    last = REGISTRY.step_names[-1]
+    assert sweep(waiting=lambda step: 3 if step == "invoice" else 0) == sweeper.Swept()
+    assert sweep(waiting=lambda step: 3 if step == last else 0) == sweeper.Swept(redriven=1)
+    assert [order_id for order_id, _, _ in unsent()] == [stranded]
+
+
+def test_compensations_that_stay_stuck_become_a_compensation_failure_of_a_cancelling_order() -> (
+    None
+):
+    order_id = cancelling_at(ago=AFTER + 5)
+    for _ in range(2):
+        assert sweep(tries=2) == sweeper.Swept(redriven=1)
+        with get_engine().begin() as connection:  # published, and again nothing happened
+            connection.execute(text("UPDATE outbox SET sent_at = now()"))
+            connection.execute(
+                text("UPDATE integration_events SET created_at = created_at - interval '1 hour'")
+            )
+
+    assert sweep(tries=2) == sweeper.Swept(gave_up=1)
+
+    with unit_of_work() as session:
+        failure = session.scalars(select(Failure)).one()
+        order = session.get_one(Order, order_id)
+        step = session.get_one(StepOutcome, (order_id, "fulfillment"))
+    assert (failure.error_kind, failure.error_code, failure.step) == (
+        "compensation",
+        "stalled",
+        "fulfillment",
+    )
+    assert order.status == "cancelling" and step.compensation_status == "failed"
+    assert sweep(tries=2) == sweeper.Swept(), "the operator's now: replay or close"

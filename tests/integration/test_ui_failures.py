@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from hub.core.pipeline import STEPS
+from hub.core.registry import REGISTRY
 from hub.db.engine import unit_of_work
 from hub.db.models import Failure, IntegrationEvent, Order, OutboxMessage, StepOutcome
 from hub.entrypoints.api import create_api
@@ -199,7 +199,7 @@ def test_replay_reopens_the_step_queues_it_and_records_the_operator(client: Test
     assert audit.step == "fulfillment"
     assert audit.detail["operator"] == OPERATOR
     assert audit.detail["failure_id"] == str(failure.id)
-    fulfillment_queue = support.work_queue_names()[STEPS.index("fulfillment")]
+    fulfillment_queue = support.work_queue_names()[REGISTRY.step_names.index("fulfillment")]
     assert support.queue_depth(fulfillment_queue) == 1
 
 
@@ -240,20 +240,49 @@ def test_discard_needs_a_reason_and_records_it_with_the_operator(client: TestCli
         data={"token": token, "reason": "customer cancelled by phone"},
     )
 
-    assert (
-        flash(done.text) == f"ok: Discarded the failure of inventory for order {failure.order_id}."
+    # Discard cancels the order; nothing of it had succeeded, so it is cancelled at once.
+    assert flash(done.text) == (
+        f"ok: Cancelled order {failure.order_id} (failure of inventory): what its steps did is "
+        "undone, last first."
     )
     assert listed_ids(done.text) == set()
     discarded = stored(failure.id)
-    assert discarded.state == "discarded"
+    assert discarded.state == "cancelled"
     assert discarded.resolved_by == OPERATOR
     assert discarded.resolution_reason == "customer cancelled by phone"
-    [audit] = events("failure.discarded")
+    [audit] = events("failure.cancelled")
     assert audit.detail["operator"] == OPERATOR
     assert audit.detail["reason"] == "customer cancelled by phone"
     with unit_of_work() as session:
         order = session.get(Order, failure.order_id)
-    assert order is not None and order.status == "failed"
+    assert order is not None and order.status == "cancelled"
+    assert order.cancel_reason == "customer cancelled by phone"
+
+
+def test_close_ends_the_order_as_it_stands_with_the_reason(client: TestClient) -> None:
+    failure = make_failure()
+    token = form_token(client)
+
+    done = client.post(
+        f"/ui/failures/{failure.id}/close",
+        data={"token": token, "reason": "handled by hand in the ERP"},
+    )
+
+    assert flash(done.text) == (
+        f"ok: Closed order {failure.order_id} as it stands, without compensating."
+    )
+    assert stored(failure.id).state == "closed"
+    [audit] = events("order.closed")
+    assert audit.detail["by"] == OPERATOR
+    assert audit.detail["reason"] == "handled by hand in the ERP"
+    assert audit.detail["left_downstream"] == []
+    with unit_of_work() as session:
+        order = session.get(Order, failure.order_id)
+    assert order is not None and order.status == "closed"
+    again = client.post(
+        f"/ui/failures/{failure.id}/close", data={"token": token, "reason": "twice"}
+    )
+    assert flash(again.text).startswith("info: ") and "already closed" in flash(again.text)
 
 
 def test_an_unknown_failure_is_named_and_nothing_changes(client: TestClient) -> None:
@@ -343,3 +372,38 @@ def test_crashed_failures_can_be_listed_on_their_own(client: TestClient) -> None
 
     assert response.status_code == 200, response.text
     assert listed_ids(response.text) == {str(crashed.id)}
+
+
+def test_an_order_is_corrected_on_its_page_after_a_diff_and_replayed(client: TestClient) -> None:
+    failure = make_failure(step="fulfillment", code="undeliverable_address", http_status=422)
+    page_url = f"/ui/orders/{failure.order_id}"
+    shown = client.get(page_url)
+    assert 'id="edit-form"' in shown.text
+    token = form_token(client)
+    with unit_of_work() as session:
+        order = session.get(Order, failure.order_id)
+        assert order is not None
+        fields = {f"ship_to.{k}": str(v) for k, v in order.ship_to.items()}
+        fields |= {f"customer.{k}": str(v) for k, v in order.customer.items()}
+        old_code = order.ship_to["postal_code"]
+    fields["ship_to.postal_code"] = "69002"
+    edit = f"/ui/orders/{failure.order_id}/edit"
+
+    preview = client.post(edit, data={**fields, "token": token, "reason": "right code"})
+
+    assert preview.status_code == 200 and 'id="diff"' in preview.text
+    assert "ship_to.postal_code" in preview.text and old_code in preview.text
+    assert stored(failure.id).state == "open", "nothing changed before the confirmation"
+    done = client.post(
+        edit, data={**fields, "token": token, "reason": "right code", "confirm": "yes"}
+    )
+    assert flash(done.text) == "ok: Corrected ship_to.postal_code and replayed from fulfillment."
+    assert stored(failure.id).state == "replayed"
+    [amended] = events("order.amended")
+    assert amended.detail["by"] == OPERATOR and amended.detail["reason"] == "right code"
+    assert amended.detail["after"]["ship_to"]["postal_code"] == "69002"
+    bad = client.post(
+        edit,
+        data={**fields, "ship_to.country": "XX", "token": token, "reason": "x", "confirm": "yes"},
+    )
+    assert flash(bad.text).startswith("error: Refused: ship_to.country")

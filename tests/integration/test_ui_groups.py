@@ -163,7 +163,9 @@ def test_failures_that_arrive_after_the_confirmation_are_left_alone(client: Test
     seen = out_of_stock(1)
     url = f"/ui/groups/{STOCK_GROUP}/replay"
     form = confirmed(client, url)
-    time.sleep(0.01)
+    # The late failure opens after the moment the confirmation counted up to.
+    as_of = datetime.fromisoformat(form["as_of"])
+    support.wait_for(lambda: datetime.now(UTC) > as_of, timeout=5, what="the clock to pass as_of")
     late = out_of_stock(2)
 
     client.post(url, data=form)
@@ -199,11 +201,24 @@ def test_a_group_discard_needs_a_reason_and_records_it(client: TestClient) -> No
 
     done = client.post(url, data=confirmed(client, url, reason="skus retired"))
 
-    assert flash(done.text) == f"ok: Discarded 2 failures of group {STOCK_GROUP}."
-    assert states([*stock, other]) == ["discarded", "discarded", "open"]
+    assert flash(done.text) == f"ok: Cancelled the orders of 2 failures of group {STOCK_GROUP}."
+    assert states([*stock, other]) == ["cancelled", "cancelled", "open"]
     with unit_of_work() as session:
         rows = [session.get(Failure, f.id) for f in stock]
     assert {(r.resolved_by, r.resolution_reason) for r in rows if r} == {(OPERATOR, "skus retired")}
+
+
+def test_a_group_close_ends_its_orders_without_compensating(client: TestClient) -> None:
+    stock = [out_of_stock(n) for n in range(2)]
+    url = f"/ui/groups/{STOCK_GROUP}/close"
+    assert "Close 2 failures of group" in client.get(url).text
+
+    done = client.post(url, data=confirmed(client, url, reason="done by hand"))
+
+    assert flash(done.text) == (
+        f"ok: Closed without compensating the orders of 2 failures of group {STOCK_GROUP}."
+    )
+    assert states(stock) == ["closed", "closed"]
 
 
 def test_replay_what_the_filter_shows(client: TestClient) -> None:

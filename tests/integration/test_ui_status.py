@@ -10,9 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from hub.db.engine import get_engine
+from hub.core.schemas import OrderIn
+from hub.db.engine import get_engine, unit_of_work
 from hub.entrypoints.api import create_api
+from hub.services.intake import accept_order
 from hub.settings import get_settings
+from tests.factories import order_payload
 from tests.support import make_failure
 
 DEAD_BROKER = "amqp://guest:guest@127.0.0.1:5999//"
@@ -83,9 +86,8 @@ def test_the_page_refreshes_its_live_part_with_a_script_of_its_own(client: TestC
     assert scripts == ['<script src="/ui/static/status.js" defer>'], "ours, and nothing else"
     assert 'data-source="/ui/status/live" data-every="3"' in page.text
     live = client.get("/ui/status/live")
-    assert live.status_code == 200 and live.text.lstrip().startswith(
-        '<p class="muted" id="taken-at">'
-    )
+    # The fragment starts with the page's headline: a refresh keeps it current too.
+    assert live.status_code == 200 and live.text.lstrip().startswith('<p class="headline ')
     assert "<html" not in live.text and "<script" not in live.text
     script = client.get("/ui/static/status.js")
     assert script.headers["content-type"].startswith("text/javascript")
@@ -113,3 +115,55 @@ def test_a_service_that_is_down_is_named(broker_down: TestClient) -> None:
         assert "start it with: rabbitmq-server" in page.text
         assert page.text.count('class="down"') == 1, "named once, not once per part"
         assert 'id="orders"' in page.text, "the database's part is still shown"
+
+
+def test_head_on_the_operator_pages_is_answered_not_405(client: TestClient) -> None:
+    for url in ("/ui/status", "/ui/status/live", "/ui/failures"):
+        reply = client.head(url)
+        assert reply.status_code == 200, (url, reply.status_code)
+        assert reply.content == b""
+
+
+def test_the_page_opens_with_a_headline_naming_what_is_wrong(client: TestClient) -> None:
+    opened = datetime(2026, 11, 25, 9, 15, 55, tzinfo=UTC)
+    open_breaker("warehouse", opened, opened + timedelta(seconds=15))
+
+    html = client.get("/ui/status").text
+
+    found = re.search(r'<p class="headline (\w+)" id="headline">([^<]*)</p>', html)
+    assert found, html[:2000]
+    assert found.group(1) == "trouble"
+    # No worker runs in the integration tier: that is said too.
+    assert "warehouse looks down (breaker open)" in found.group(2)
+    assert "no worker answers" in found.group(2)
+
+
+def test_the_failures_page_shows_an_outage_the_status_page_knows(client: TestClient) -> None:
+    make_failure()  # a permanent failure: what the page listed, and all it listed, before
+    with unit_of_work() as session:
+        for _ in range(3):  # orders under way, held back by the open breakers: no failure
+            accept_order(
+                session,
+                OrderIn.model_validate(order_payload()),
+                idempotency_key=None,
+                sender="tests",
+            )
+    opened = datetime.now(UTC)
+    for system in ("erp", "warehouse"):
+        open_breaker(system, opened, opened + timedelta(seconds=30))
+
+    html = client.get("/ui/failures").text
+
+    assert 'id="down-system-erp"' in html and 'id="down-system-warehouse"' in html
+    assert "erp looks down: its breaker is open since" in html
+    summary = html.split('id="outage-summary">')[1].split("</p>")[0]
+    assert "3 orders under way wait without a failure record" in " ".join(summary.split())
+    assert "A replay of a failure at erp or warehouse waits behind its breaker" in summary
+    assert "a permanent failure fails again until its cause is fixed" in summary
+    assert 'href="/ui/status" id="outage-status-link"' in html
+
+
+def test_no_outage_no_banner(client: TestClient) -> None:
+    make_failure()
+    html = client.get("/ui/failures").text
+    assert 'id="outage"' not in html and "looks down" not in html

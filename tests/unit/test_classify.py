@@ -132,3 +132,30 @@ def test_str_names_system_status_and_code() -> None:
     error = run(409, error_body("out_of_stock", "SKU-9"))
 
     assert str(error) == "erp HTTP 409 [out_of_stock]: SKU-9"
+
+
+@pytest.mark.parametrize(
+    ("status", "down"), [(500, True), (502, True), (503, True), (429, False), (408, False)]
+)
+def test_only_a_5xx_says_the_system_is_down(status: int, down: bool) -> None:
+    error = run(status)
+
+    assert isinstance(error, TransientError)
+    assert error.system_down is down
+
+
+def test_the_breaker_reads_the_typed_error_not_the_status() -> None:
+    from hub.db.breaker import counts_against
+
+    # An adapter that is not HTTP at all (no status) says whether its system is down.
+    assert counts_against(TransientError(system="smtp", message="refused"))
+    assert not counts_against(TransientError(system="smtp", message="busy", system_down=False))
+    assert not counts_against(PermanentError(system="smtp", message="bad address", code="550"))
+
+
+@pytest.mark.parametrize(("status", "throttled"), [(429, True), (503, False), (408, False)])
+def test_only_a_429_says_the_system_is_throttling_its_callers(status: int, throttled: bool) -> None:
+    error = run(status)
+
+    assert isinstance(error, TransientError)
+    assert error.throttled is throttled

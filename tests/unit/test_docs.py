@@ -16,6 +16,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, SecretStr
 
+from hub.core.registry import REGISTRY
+from hub.core.retry_policy import RetryPolicy
 from hub.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +54,11 @@ def model_variables(
     parent defaults to None (a per-step retry policy), the leaves are "unset" too (None).
     """
     found: dict[str, object] = {}
+    if model is Settings:
+        found |= registry_variables()
     for name, field in model.model_fields.items():
+        if model is Settings and name in PER_SYSTEM_FIELDS:
+            continue
         if model is Settings:
             value = field.get_default(call_default_factory=True)
         else:
@@ -64,6 +70,36 @@ def model_variables(
             )
         else:
             found[f"{prefix}{name.upper()}"] = value
+    return found
+
+
+# Fields read from variables named after each system or step (registry_variables).
+PER_SYSTEM_FIELDS = ("systems", "step_retry", "enabled_steps")
+
+
+def registry_variables() -> dict[str, object]:
+    """HUB_<SYSTEM>_* of every system, HUB_RETRY_<STEP>__* of every step and HUB_<STEP>_ENABLED
+    of every optional one, with their defaults (None: unset, another setting applies)."""
+    found: dict[str, object] = {}
+    policy_fields = list(RetryPolicy.model_fields)
+    for name, system in REGISTRY.systems.items():
+        upper = f"{PREFIX}{name.upper()}_"
+        found |= {
+            f"{upper}URL": system.url,
+            f"{upper}TOKEN": system.token,
+            f"{upper}ADAPTER": system.default_adapter,
+            f"{upper}CONNECT_TIMEOUT": None,
+            f"{upper}READ_TIMEOUT": None,
+            f"{upper}MAX_IN_FLIGHT": None,
+            f"{upper}RATE": None,
+        }
+        found |= {f"{upper}RETRY{NESTED}{field.upper()}": None for field in policy_fields}
+    for step in REGISTRY.step_names:
+        found |= {
+            f"{PREFIX}RETRY_{step.upper()}{NESTED}{field.upper()}": None for field in policy_fields
+        }
+    for step in REGISTRY.optional_steps:
+        found[f"{PREFIX}{step.upper()}_ENABLED"] = False
     return found
 
 

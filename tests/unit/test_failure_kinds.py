@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.core.pipeline import FAILURE_KINDS
+from hub.core.statuses import FAILURE_KINDS
 from hub.entrypoints.ui.forms import read_filters
 
 
@@ -22,5 +22,5 @@ def test_an_unknown_kind_is_named_with_all_of_them() -> None:
 
     assert filters.criteria is None
     assert filters.problems == [
-        "error kind must be one of permanent, exhausted, poison, crashed, stalled"
+        "error kind must be one of permanent, exhausted, poison, crashed, stalled, compensation"
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ import tasks.log_context  # noqa: F401  (connects the signals under test)
 from hub.observability.logs import (
     bind_log_context,
     configure_logging,
+    json_notice,
     log_context,
     step_task_context,
 )
@@ -167,3 +169,18 @@ def test_only_order_paths_name_an_order() -> None:
     assert order_in_path(f"/orders/{ORDER}") == ORDER
     assert order_in_path("/orders/CRM-1001") is None
     assert order_in_path("/healthz") is None
+
+
+def test_celerys_shutdown_notice_becomes_one_json_line() -> None:
+    read, write = os.pipe()
+    try:
+        json_notice("worker", fd=write)("\nworker: Warm shutdown (MainProcess)", None)
+        written = os.read(read, 4096).decode()
+    finally:
+        os.close(read)
+        os.close(write)
+    [line] = written.splitlines()
+    parsed = json.loads(line)
+    assert parsed["event"] == "worker: Warm shutdown (MainProcess)"
+    assert (parsed["process"], parsed["level"]) == ("worker", "info")
+    assert parsed["timestamp"].endswith("Z") and parsed["pid"] == os.getpid()

@@ -8,7 +8,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from hub.core.pipeline import FAILURE_KINDS, STEPS
+from hub.core.registry import REGISTRY
+from hub.core.statuses import FAILURE_KINDS
 from hub.observability.health import ServiceDown
 from hub.observability.metrics import metrics_registry
 from hub.observability.snapshot.facts import (
@@ -115,7 +116,25 @@ def test_a_service_down_is_a_zero_up_gauge_and_none_of_its_families() -> None:
 def test_every_failure_kind_is_seeded_at_zero_crashed_included() -> None:
     metrics = scrape(snapshot())
 
-    for step in STEPS:
+    for step in REGISTRY.step_names:
         for kind in FAILURE_KINDS:
             assert metrics[("hub_failures_open", (("kind", kind), ("step", step)))] == 0
     assert ("hub_failures_open", (("kind", "crashed"), ("step", "inventory"))) in metrics
+
+
+def test_every_metric_family_is_in_the_docs_metrics_table() -> None:
+    from pathlib import Path
+
+    families = {
+        family.name
+        for family in text_string_to_metric_families(
+            generate_latest(metrics_registry(lambda: snapshot())).decode()
+        )
+    }
+    docs = (Path(__file__).resolve().parents[2] / "docs/operations.md").read_text()
+    table = docs.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    # A counter's family is named without _total; the table names the samples.
+    missing = sorted(
+        name for name in families if f"`{name}" not in table and f"`{name}_total" not in table
+    )
+    assert not missing, f"metrics the docs' table does not name: {missing}"

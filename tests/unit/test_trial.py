@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
-import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
@@ -85,28 +82,6 @@ def test_trial_mode_takes_sqlite_and_the_filesystem_broker(monkeypatch: pytest.M
 
 
 @pytest.mark.usefixtures("nothing_configured")
-def test_nothing_configured_and_nothing_answering_is_trial_mode() -> None:
-    mode = trial.choose_mode(settings(trial_probe_postgres=CLOSED, trial_probe_rabbitmq=CLOSED))
-    assert mode.trial
-    assert f"nothing answers at {CLOSED} (PostgreSQL)" in mode.why
-
-
-@pytest.mark.usefixtures("nothing_configured")
-def test_services_answering_on_the_default_ports_is_real_mode(listening: str) -> None:
-    mode = trial.choose_mode(
-        settings(trial_probe_postgres=listening, trial_probe_rabbitmq=listening)
-    )
-    assert not mode.trial and not mode.hint
-
-
-@pytest.mark.usefixtures("nothing_configured")
-def test_half_a_stack_is_real_mode_with_a_hint(listening: str) -> None:
-    mode = trial.choose_mode(settings(trial_probe_postgres=listening, trial_probe_rabbitmq=CLOSED))
-    assert not mode.trial
-    assert "PostgreSQL answers" in mode.why and "HUB_TRIAL=true" in mode.hint
-
-
-@pytest.mark.usefixtures("nothing_configured")
 def test_a_configured_url_is_used_as_it_is_even_if_nothing_answers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -121,33 +96,6 @@ def test_hub_trial_asks_for_trial_mode_even_with_services_up(listening: str) -> 
         settings(trial=True, trial_probe_postgres=listening, trial_probe_rabbitmq=listening)
     )
     assert mode.trial
-
-
-@pytest.mark.usefixtures("nothing_configured")
-def test_the_demo_switches_itself_and_its_children_to_trial_mode(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("HUB_TRIAL_DIR", str(tmp_path))  # restored after the test
-    monkeypatch.setenv("HUB_TRIAL_PROBE_POSTGRES", CLOSED)
-    monkeypatch.setenv("HUB_TRIAL_PROBE_RABBITMQ", CLOSED)
-    (tmp_path / "broker" / "queue").mkdir(parents=True)
-    (tmp_path / "broker" / "queue" / "stale.hub.inventory.msg").write_text("{}")
-    screen = io.StringIO()
-
-    chosen = trial.settings_for_demo(settings(), console=Console(file=screen, width=200))
-
-    assert chosen.trial and chosen.embedded_broker
-    assert chosen.database_url == f"sqlite:///{tmp_path / 'hub.sqlite3'}"
-    assert os.environ["HUB_TRIAL"] == "true"  # what the demo's children inherit
-    assert get_settings() == chosen
-    assert list((tmp_path / "broker" / "queue").iterdir()) == []  # a fresh start
-    assert "TRIAL MODE" in screen.getvalue() and "Production needs" in screen.getvalue()
-
-
-@pytest.mark.usefixtures("nothing_configured")
-def test_the_demo_keeps_real_settings_when_the_services_answer(listening: str) -> None:
-    given = settings(trial_probe_postgres=listening, trial_probe_rabbitmq=listening)
-    assert trial.settings_for_demo(given, console=Console(file=io.StringIO())) is given
 
 
 # ---- what trial mode changes ---------------------------------------------------------------
@@ -213,3 +161,13 @@ def test_upserts_speak_the_dialect_of_the_session(url: str, dialect: str) -> Non
             "ON CONFLICT DO NOTHING"
         )
         assert type(statement).__module__.startswith(f"sqlalchemy.dialects.{dialect}")
+
+
+@pytest.mark.usefixtures("nothing_configured")
+def test_hub_trial_wins_over_configured_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `HUB_TRIAL=true make demo` with a production .env or HUB_* exported: trial mode, never
+    # the hub those URLs point at.
+    monkeypatch.setenv("HUB_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/hub")
+    monkeypatch.setenv("HUB_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    mode = trial.choose_mode(settings(trial=True))
+    assert mode.trial and "HUB_TRIAL=true" in mode.why

@@ -48,3 +48,33 @@ def test_a_bad_email_and_country_are_both_named() -> None:
     payload["customer"] = {**payload["customer"], "email": "not-an-email"}
     payload["ship_to"] = {**payload["ship_to"], "country": "Britain"}
     assert set(errors_of(payload)) == {"customer.email", "ship_to.country"}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"currency": "XXX"}, "currency"),  # "no currency" is not money to invoice
+        ({"currency": "ABC"}, "currency"),
+        ({"ship_to": {**order_payload()["ship_to"], "country": "ZZ"}}, "ship_to.country"),
+        (
+            {"customer": {**order_payload()["customer"], "name": "Ada \u202egnp.exe"}},
+            "customer.name",
+        ),
+        (
+            {"customer": {**order_payload()["customer"], "name": "Ada \u2066x\u2069"}},
+            "customer.name",
+        ),
+        ({"ship_to": {**order_payload()["ship_to"], "city": "Utr\x9becht"}}, "ship_to.city"),
+    ],
+)
+def test_unknown_codes_and_c1_or_bidi_controls_are_refused(
+    change: dict[str, Any], field: str
+) -> None:
+    assert field in errors_of(order_payload(**change))
+
+
+def test_real_iso_codes_pass_including_currencies_starting_with_x() -> None:
+    for country, currency in (("NL", "EUR"), ("SN", "XOF"), ("CM", "XAF"), ("JP", "JPY")):
+        payload = order_payload(currency=currency)
+        payload["ship_to"] = {**payload["ship_to"], "country": country}
+        assert OrderIn.model_validate(payload).currency == currency

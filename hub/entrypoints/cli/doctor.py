@@ -7,12 +7,14 @@ from typing import Annotated, Any
 
 import typer
 from kombu.connection import Connection
+from rich.markup import escape
 
 from hub import bootstrap
 from hub.broker.topology import Topology
 from hub.entrypoints.cli.support import err, out, require_services, settings_or_exit
 from hub.observability import doctor
 from hub.observability.identity import COMMAND, identity
+from hub.observability.tryton_check import check_tryton, tryton_systems
 from hub.settings import Settings
 
 
@@ -42,6 +44,7 @@ def run_checks(settings: Settings, *, window: float, timeout: float) -> list[doc
     queues, identities = ask_workers(settings, timeout)
     found += doctor.check_neighbours(queues, doctor.our_queue_names(topology))
     found += doctor.check_processes(identity(settings), identities, workers_seen=bool(identities))
+    found += check_tryton(settings)
     return found
 
 
@@ -58,12 +61,22 @@ def doctor_command(
         raise typer.Exit(2)
     require_services(settings)
     found = run_checks(settings, window=window, timeout=timeout)
-    if not found:
-        out.print("[green]no problem found[/green]: vhost, queues, delayed retries, workers")
+    for advice in (p for p in found if p.severity == "advice"):
+        out.print(
+            f"[yellow]{advice.check} (advice)[/yellow]: {escape(advice.found)}\n"
+            f"  [bold]before production[/bold]: {escape(advice.fix)}"
+        )
+    problems = [p for p in found if p.severity == "problem"]
+    if not problems:
+        also = ", Tryton" if tryton_systems(settings) else ""
+        out.print(f"[green]no problem found[/green]: vhost, queues, delayed retries, workers{also}")
         return
-    for problem in found:
-        out.print(f"[red]{problem.check}[/red]: {problem.found}\n  [bold]fix[/bold]: {problem.fix}")
-    err.print(f"[red]{len(found)} problem(s)[/red]")
+    for problem in problems:
+        out.print(
+            f"[red]{problem.check}[/red]: {escape(problem.found)}\n"
+            f"  [bold]fix[/bold]: {escape(problem.fix)}"
+        )
+    err.print(f"[red]{len(problems)} problem(s)[/red]")
     raise typer.Exit(1)
 
 

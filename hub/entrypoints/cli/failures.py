@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -15,28 +16,35 @@ from sqlalchemy import select
 
 from hub import bootstrap
 from hub.core.failure_groups import GROUP_ID_PATTERN
-from hub.core.pipeline import FAILURE_KINDS, STEPS
+from hub.core.registry import REGISTRY
+from hub.core.statuses import FAILURE_KINDS
+from hub.db import limits
 from hub.db.engine import unit_of_work
 from hub.db.models import BreakerState, Failure, Order
+from hub.entrypoints.cli.plain import plain
 from hub.entrypoints.cli.support import err, out, require_services, settings_or_exit
 from hub.entrypoints.cli.timeline import print_timeline
 from hub.services.failure_groups import FailureGroup, open_groups
-from hub.services.orders import order_view
+from hub.services.orders import external_ids, order_view
 from hub.services.outbox import publish_row_now
 from hub.services.replay import (
     MAX_BULK,
+    Action,
     FailureFilter,
     Resolution,
-    discard_one,
+    cancel_one,
+    close_one,
     find_failures,
     replay_one,
     resolve_many,
 )
+from hub.settings import Settings
 
+OPERATOR_CHARS = 128
 DURATION = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
-StepOption = Annotated[str | None, typer.Option("--step", help=" | ".join(STEPS))]
+StepOption = Annotated[str | None, typer.Option("--step", help=" | ".join(REGISTRY.step_names))]
 KindOption = Annotated[
     str | None, typer.Option("--kind", "--error", help=" | ".join(FAILURE_KINDS))
 ]
@@ -49,6 +57,15 @@ GroupOption = Annotated[
     str | None, typer.Option("--group", help="a failure group's id (hub failures groups)")
 ]
 GROUP_ID = re.compile(GROUP_ID_PATTERN)
+
+
+def operator_name(value: str) -> str:
+    """--operator as recorded (resolved_by holds 128 characters): refused, never cut or crashed."""
+    if not value.strip() or len(value) > OPERATOR_CHARS or "\x00" in value:
+        raise typer.BadParameter(
+            f"1 to {OPERATOR_CHARS} characters, no NUL", param_hint="--operator"
+        )
+    return value
 
 
 def parse_when(text: str | None, *, option: str) -> datetime | None:
@@ -92,8 +109,10 @@ def build_filter(
             f"{group!r} is not a group id (12 hex digits, from hub failures groups)",
             param_hint="--group",
         )
-    if step is not None and step not in STEPS:
-        raise typer.BadParameter(f"{step!r} is not one of {', '.join(STEPS)}", param_hint="--step")
+    if step is not None and step not in REGISTRY.step_names:
+        raise typer.BadParameter(
+            f"{step!r} is not one of {', '.join(REGISTRY.step_names)}", param_hint="--step"
+        )
     if kind is not None and kind not in FAILURE_KINDS:
         raise typer.BadParameter(
             f"{kind!r} is not one of {', '.join(FAILURE_KINDS)}", param_hint="--kind"
@@ -110,12 +129,15 @@ def build_filter(
     )
 
 
-def failures_table(rows: list[object], *, title: str) -> Table:
-
+def failures_table(
+    rows: list[object], *, title: str, externals: Mapping[uuid.UUID, str] | None = None
+) -> Table:
+    """One line per failure; with ``externals``, the order's external id beside its id (the id
+    the CRM and the sender know it by, which ``hub timeline`` and ``reconcile --order`` take)."""
     table = Table(title=title)
+    columns = ["failure id", "order", *(["external id"] if externals is not None else [])]
     for column in (
-        "failure id",
-        "order",
+        *columns,
         "step",
         "kind",
         "http",
@@ -127,16 +149,19 @@ def failures_table(rows: list[object], *, title: str) -> Table:
         table.add_column(column, overflow="fold")
     for row in rows:
         assert isinstance(row, Failure)
+        # Code and message are a downstream's words: printed as data (hub.entrypoints.cli.plain).
+        external = [] if externals is None else [plain(externals.get(row.order_id, ""))]
         table.add_row(
             str(row.id),
             str(row.order_id),
+            *external,
             row.step,
             row.error_kind,
             str(row.http_status or ""),
-            row.error_code or "",
+            plain(row.error_code),
             str(row.attempts),
             row.last_failed_at.strftime("%Y-%m-%d %H:%M:%S"),
-            row.message[:80],
+            plain(row.message[:80]),
         )
     return table
 
@@ -148,7 +173,9 @@ def list_failures(
     since: SinceOption = None,
     until: UntilOption = None,
     group: GroupOption = None,
-    state: Annotated[str, typer.Option(help="open | replayed | discarded")] = "open",
+    state: Annotated[
+        str, typer.Option(help="open | replayed | discarded | cancelled | closed")
+    ] = "open",
     limit: Annotated[int, typer.Option(help="at most this many")] = 200,
 ) -> None:
     """List failures (open ones unless --state says otherwise), oldest first."""
@@ -160,10 +187,12 @@ def list_failures(
     )
     with unit_of_work() as session:
         rows = find_failures(session, criteria, limit=limit)
+        externals = external_ids(session, (row.order_id for row in rows))
     if not rows:
         out.print(f"no {state} failures match")
         return
-    out.print(failures_table(list(rows), title=f"{len(rows)} {state} failure(s)"))
+    title = f"{len(rows)} {state} failure(s)"
+    out.print(failures_table(list(rows), title=title, externals=externals))
 
 
 def groups_table(groups: list[FailureGroup]) -> Table:
@@ -179,11 +208,11 @@ def groups_table(groups: list[FailureGroup]) -> Table:
             group.key.step,
             group.key.kind,
             str(group.sample.http_status or ""),
-            group.key.code or "",
+            plain(group.key.code),
             group.first_seen.strftime("%Y-%m-%d %H:%M:%S"),
             group.last_seen.strftime("%Y-%m-%d %H:%M:%S"),
-            group.key.fingerprint[:60],
-            group.sample.message[:60],
+            plain(group.key.fingerprint[:60]),
+            plain(group.sample.message[:60]),
         )
     return table
 
@@ -229,8 +258,10 @@ def show_failure(failure_id: Annotated[str, typer.Argument(help="failure id")]) 
         out.print(failures_table([failure], title=f"failure ({failure.state})"))
         if failure.resolved_by:
             out.print(
-                f"{failure.state} by {failure.resolved_by} at {failure.resolved_at}: "
-                f"{failure.resolution_reason}"
+                plain(
+                    f"{failure.state} by {failure.resolved_by} at {failure.resolved_at}: "
+                    f"{failure.resolution_reason}"
+                )
             )
 
     print_timeline(view)
@@ -257,7 +288,9 @@ def replay(
     all_: Annotated[bool, typer.Option("--all", help="every open failure")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show, change nothing")] = False,
     rate: Annotated[float, typer.Option(help="replays per second, at most", min=0.01)] = 5.0,
-    operator: Annotated[str, typer.Option(help="who replays (recorded)")] = getpass.getuser(),
+    operator: Annotated[
+        str, typer.Option(help="who replays (recorded)", callback=operator_name)
+    ] = getpass.getuser(),
     reason: Annotated[str, typer.Option(help="why (recorded)")] = "replayed from the CLI",
 ) -> None:
     """Replay failures: by id, by filter, or --all; each resumes its chain at the failed step."""
@@ -280,12 +313,17 @@ def replay(
         if criteria.ids:
             # Named failures that are no longer open are reported, not silently ignored.
             closed = set(criteria.ids) - set(chosen)
-            for failure in find_failures(
-                session, replace(criteria, state="replayed")
-            ) + find_failures(session, replace(criteria, state="discarded")):
+            resolved = [
+                failure
+                for state in ("replayed", "discarded", "cancelled", "closed")
+                for failure in find_failures(session, replace(criteria, state=state))
+            ]
+            for failure in resolved:
                 out.print(
-                    f"skipped  {failure.id}  already {failure.state} by "
-                    f"{failure.resolved_by} at {failure.resolved_at:%Y-%m-%d %H:%M:%S}"
+                    plain(
+                        f"skipped  {failure.id}  already {failure.state} by "
+                        f"{failure.resolved_by} at {failure.resolved_at:%Y-%m-%d %H:%M:%S}"
+                    )
                 )
                 closed.discard(failure.id)
             if closed:
@@ -313,19 +351,27 @@ def replay(
     )
 
 
-def discard(
-    ids: Annotated[list[str] | None, typer.Argument(help="failure ids")] = None,
-    reason: Annotated[str, typer.Option(help="why (required, recorded)")] = "",
-    group: GroupOption = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="show, change nothing")] = False,
-    operator: Annotated[str, typer.Option(help="who discards (recorded)")] = getpass.getuser(),
-) -> None:
-    """Close failures (by id, or a whole --group) without replaying them; orders stay failed."""
+ACTIONS: dict[str, tuple[str, Action]] = {
+    # verb shown -> (outcome counted, action)
+    "cancel": ("cancelled", cancel_one),
+    "close": ("closed", close_one),
+}
 
+
+def _resolve(
+    verb: str,
+    ids: list[str],
+    *,
+    group: str | None,
+    reason: str,
+    dry_run: bool,
+    operator: str,
+) -> None:
+    """Cancel or close the orders of failures named by id or by --group, each in its own
+    transaction; a cancel's compensations are published at once (the relay otherwise)."""
     settings = settings_or_exit()
-    ids = ids or []
     if bool(ids) == bool(group):
-        err.print("[red]say what to discard: failure ids, or --group ID (not both)[/red]")
+        err.print(f"[red]say what to {verb}: failure ids, or --group ID (not both)[/red]")
         raise typer.Exit(2)
     if not reason.strip():
         raise typer.BadParameter("a reason is required", param_hint="--reason")
@@ -338,19 +384,77 @@ def discard(
         with unit_of_work() as session:
             rows = find_failures(session, criteria, limit=MAX_BULK)
         if dry_run or not rows:
-            title = f"dry run: would discard {len(rows)} failure(s)"
-            out.print(failures_table(list(rows), title=title) if rows else "nothing to discard")
+            title = f"dry run: would {verb} {len(rows)} failure(s)"
+            out.print(failures_table(list(rows), title=title) if rows else f"nothing to {verb}")
             return
         chosen = [row.id for row in rows]
-    counts = {"discarded": 0, "skipped": 0}
-    for result in resolve_many(chosen, discard_one, operator=operator, reason=reason):
+    outcome, action = ACTIONS[verb]
+    counts = {outcome: 0, "replayed": 0, "skipped": 0, "refused": 0}
+    for result in resolve_many(chosen, action, operator=operator, reason=reason):
         counts[result.outcome] += 1
-        out.print(f"{result.outcome:9} {result.failure_id}  order {result.order_id}")
-    if group is not None:
+        _publish(result)
+        why = f"  ({result.detail})" if result.detail else ""
+        out.print(f"{result.outcome:9} {result.failure_id}  order {result.order_id}{why}")
+    if group is not None or len(chosen) > 1:
         out.print(
-            f"discarded {counts['discarded']}, skipped {counts['skipped']} "
-            "(already replayed or discarded by someone else)"
+            f"{outcome} {counts[outcome]}, skipped {counts['skipped']} (already resolved by "
+            f"someone else), refused {counts['refused']}"
+            + (f", compensations replayed {counts['replayed']}" if counts["replayed"] else "")
         )
+    if counts["refused"]:
+        raise typer.Exit(1)
+
+
+def discard(
+    ids: Annotated[list[str] | None, typer.Argument(help="failure ids")] = None,
+    reason: Annotated[str, typer.Option(help="why (required, recorded)")] = "",
+    group: GroupOption = None,
+    compensate: Annotated[
+        bool,
+        typer.Option(
+            "--compensate/--no-compensate",
+            help="cancel the orders, undoing their done steps (default), or close them as they "
+            "stand",
+        ),
+    ] = True,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show, change nothing")] = False,
+    operator: Annotated[
+        str, typer.Option(help="who discards (recorded)", callback=operator_name)
+    ] = getpass.getuser(),
+) -> None:
+    """Give up on failed orders (by failure id, or a whole --group): cancel them, their done
+    steps compensated in reverse order (default), or --no-compensate to close them as they
+    stand (hub failures cancel / close do the same)."""
+    verb = "cancel" if compensate else "close"
+    _resolve(verb, ids or [], group=group, reason=reason, dry_run=dry_run, operator=operator)
+
+
+def cancel_failures(
+    ids: Annotated[list[str] | None, typer.Argument(help="failure ids")] = None,
+    reason: Annotated[str, typer.Option(help="why (required, recorded)")] = "",
+    group: GroupOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show, change nothing")] = False,
+    operator: Annotated[
+        str, typer.Option(help="who cancels (recorded)", callback=operator_name)
+    ] = getpass.getuser(),
+) -> None:
+    """Cancel the failures' orders: their done steps are compensated, last first. For a
+    compensation's own failure, try that compensation again."""
+    _resolve("cancel", ids or [], group=group, reason=reason, dry_run=dry_run, operator=operator)
+
+
+def close_failures(
+    ids: Annotated[list[str] | None, typer.Argument(help="failure ids")] = None,
+    reason: Annotated[str, typer.Option(help="why (required, recorded)")] = "",
+    group: GroupOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show, change nothing")] = False,
+    operator: Annotated[
+        str, typer.Option(help="who closes (recorded)", callback=operator_name)
+    ] = getpass.getuser(),
+) -> None:
+    """Close the failures' orders as they stand, without compensating (what their steps did
+    downstream stays): the order ends closed, audited with the reason."""
+    _resolve("close", ids or [], group=group, reason=reason, dry_run=dry_run, operator=operator)
 
 
 def breakers() -> None:
@@ -359,13 +463,17 @@ def breakers() -> None:
     settings = settings_or_exit()
     require_services(settings, rabbitmq=False)
     with unit_of_work() as session:
-        rows = session.scalars(select(BreakerState).order_by(BreakerState.system)).all()
+        stored = {row.system: row for row in session.scalars(select(BreakerState)).all()}
+        limit_views = limits.views(session, settings.limits_of, settings.throttle)
     now = datetime.now(UTC)
     window = settings.breaker.window
     table = Table(
-        "system", "state", "window calls", "failure rate", "probes", "held", "open since", "next"
+        "system", "state", "window calls", "failure rate", "probes", "holds", "open since", "next"
     )
-    for row in rows:
+    # Every system this hub calls, with a row or not: a system that never failed has none yet.
+    systems = sorted({REGISTRY.system_of(step) for step in settings.pipeline.steps} | set(stored))
+    for system in systems:
+        row = stored.get(system) or BreakerState(system=system, state="closed", held=0)
         counting = row.window_started_at is not None and (
             (now - row.window_started_at).total_seconds() < window
         )
@@ -382,13 +490,45 @@ def breakers() -> None:
             _moment(row.opened_at, now),
             _moment(row.retry_at, now) if row.state != "closed" else "",
         )
-    out.print(table if rows else "no system has failed lately: all breakers closed")
+    out.print(table)
+    out.print(
+        "holds: how many times a step was turned back to wait in RabbitMQ since the breaker "
+        "last opened (one step held through three rest periods counts three; not the orders "
+        "waiting); a system without a row never failed: closed"
+    )
     policy = settings.breaker
     out.print(
         f"opens when {policy.failure_rate:.0%} of at least {policy.min_calls} calls in "
         f"{policy.window:g} s failed, {policy.min_retry_failures} of them retries; rests "
         f"{policy.cooldown:g} s, then {policy.half_open_calls} probes"
     )
+    _print_limits(settings, limit_views, now)
+
+
+def _print_limits(settings: Settings, views: Mapping[str, limits.LimitView], now: datetime) -> None:
+    """Each system's limits: cooling after a 429, the rate in force, slots held, steps waiting."""
+    table = Table("system", "limits", "cooling until", "rate now", "in flight", "waiting", "429s")
+    for system in REGISTRY.systems:
+        configured = settings.limits_of(system)
+        view = views.get(system)
+        if view is None and not configured.configured:
+            continue
+        shown = [
+            f"{configured.max_in_flight} in flight" if configured.max_in_flight else "",
+            f"{configured.rate:g}/s" if configured.rate else "",
+        ]
+        rate = view.rate_in_force if view else configured.rate
+        table.add_row(
+            system,
+            ", ".join(part for part in shown if part) or "none",
+            _moment(view.cooling_until, now) if view and view.cooling else "",
+            f"{rate:.1f}/s" if rate is not None else "-",
+            str(view.in_flight) if view else "0",
+            str(view.waiting) if view else "0",
+            str(view.throttled) if view else "0",
+        )
+    if table.row_count:
+        out.print(table)
 
 
 def _moment(at: datetime | None, now: datetime) -> str:
@@ -405,6 +545,8 @@ def register(cli: typer.Typer) -> None:
     failures.command("list")(list_failures)
     failures.command("groups")(list_groups)
     failures.command("show")(show_failure)
+    failures.command("cancel")(cancel_failures)
+    failures.command("close")(close_failures)
     cli.add_typer(failures, name="failures")
     cli.command()(replay)
     cli.command()(discard)

@@ -13,6 +13,7 @@ from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session
 
 from hub.db.engine import unit_of_work
+from hub.entrypoints.cli.plain import plain
 from hub.entrypoints.cli.support import err, out, require_services, settings_or_exit
 from hub.services.keys import KeysError, create_key, list_keys, revoke_key
 
@@ -50,11 +51,19 @@ def create_command(
     out.print(f"API key:        {new.token}", highlight=False, soft_wrap=True)
     if new.signing_secret:
         out.print(f"signing secret: {new.signing_secret}", highlight=False, soft_wrap=True)
+    kept = (
+        # The hub must compute the HMAC, so it keeps the signing secret itself (not a hash).
+        "Store them now: only the key's hash is kept; the signing secret is stored as it is, "
+        "to check signatures, and never shown again."
+        if new.signing_secret
+        else "Store it now: only its hash is kept."
+    )
     out.print(
-        "Store it now: only its hash is kept. Send it as `Authorization: Bearer <key>`"
+        f"{kept} Send it as `Authorization: Bearer <key>`"
         + (
-            "; sign each request with X-Hub-Timestamp and "
-            "X-Hub-Signature: sha256=HMAC(secret, timestamp + '.' + body)."
+            "; sign each request with X-Hub-Timestamp and X-Hub-Signature: "
+            "v2=HMAC-SHA256(secret, 'v2\\n' + timestamp + '\\n' + method + '\\n' + path + "
+            "'\\n' + Idempotency-Key + '\\n' + body) (docs/security.md, intake keys)."
             if new.signing_secret
             else "."
         )
@@ -74,7 +83,7 @@ def list_command() -> None:
             "yes" if row.signing_secret else "no",
             f"{row.created_at:%Y-%m-%d %H:%M:%S}",
             f"{row.revoked_at:%Y-%m-%d %H:%M:%S}" if row.revoked_at else "",
-            row.revoked_by or "",
+            plain(row.revoked_by),
         )
     out.print(table)
 
@@ -91,5 +100,12 @@ def revoke_command(key_id: Annotated[str, typer.Argument(help="the key's id")]) 
     """Revoke a key: the next request that presents it gets 401."""
     with _keys_session() as session:
         row = revoke_key(session, key_id, by=_operator())
-        sender = row.sender
+        sender, revoked_at, revoked_by = row.sender, row.revoked_at, row.revoked_by
+        already = session.is_modified(row) is False
+    if already and revoked_at is not None:
+        out.print(
+            f"key {key_id} of {sender} was already revoked "
+            f"({revoked_at:%Y-%m-%d %H:%M:%S} UTC, by {revoked_by}); nothing changed"
+        )
+        return
     out.print(f"key {key_id} of {sender} revoked")

@@ -35,7 +35,9 @@ def prune_command(
     batch: Annotated[int, typer.Option(min=1, help="rows per transaction")] = BATCH,
 ) -> None:
     """Delete settled orders' audit rows, sent outbox rows and resolved failures older than
-    --older-than, in short batches. Open orders keep their whole history."""
+    --older-than, in short batches. Settled: completed, or failed with every failure closed
+    (replayed or discarded). Other orders, failed ones waiting for a decision among them, keep
+    their whole history."""
     age = parse_age(older_than)
     settings = settings_or_exit()
     require_services(settings, rabbitmq=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC
 from typing import Annotated
 
 import typer
@@ -13,10 +14,11 @@ from rich.table import Table
 from rich.text import Text
 
 from hub import bootstrap
-from hub.core.pipeline import ORDER_STATUSES, SYSTEM_OF_STEP
+from hub.core.registry import REGISTRY
+from hub.core.statuses import ORDER_STATUSES
 from hub.entrypoints.cli.support import err, out, settings_or_exit, stop_on_signals
 from hub.observability.health import ServiceDown
-from hub.observability.snapshot.facts import BrokerFacts, DatabaseFacts, Snapshot
+from hub.observability.snapshot.facts import BrokerFacts, DatabaseFacts, Snapshot, SystemLimit
 from hub.observability.snapshot.take import take_snapshot
 
 _BREAKER_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
@@ -44,7 +46,15 @@ def _orders_and_outbox(facts: DatabaseFacts) -> RenderableType:
         if facts.outbox_backlog
         else Text("Outbox: nothing waiting to be published", style="green")
     )
-    return Group(orders, lag)
+    if not facts.audit_not_counted:
+        return Group(orders, lag)
+    # The relay folds the audit trail; until it catches up the counters are short.
+    behind = Text(
+        f"Audit trail: {facts.audit_not_folded} rows not yet folded into the counters, "
+        f"{facts.audit_not_counted} of them not counted here yet (is the relay running?)",
+        style="yellow",
+    )
+    return Group(orders, lag, behind)
 
 
 def _status_order(status: str) -> int:
@@ -61,11 +71,31 @@ def _failures(facts: DatabaseFacts) -> RenderableType:
 
 
 def _breakers(facts: DatabaseFacts) -> RenderableType:
-    breakers = Table("system", "breaker", title="Breakers", title_justify="left")
-    for system in sorted({*SYSTEM_OF_STEP.values(), *facts.breakers}):
+    breakers = Table("system", "breaker", "limits", title="Breakers", title_justify="left")
+    for system in sorted({*REGISTRY.systems, *facts.breakers, *facts.limits}):
         state = facts.breakers.get(system, "closed")
-        breakers.add_row(system, Text(state, style=_BREAKER_STYLE.get(state, "")))
+        limit = facts.limits.get(system)
+        breakers.add_row(
+            system,
+            Text(state, style=_BREAKER_STYLE.get(state, "")),
+            _limit_text(limit) if limit is not None else Text(""),
+        )
     return breakers
+
+
+def _limit_text(limit: SystemLimit) -> Text:
+    """A 429's cooling (in red), the rate in force, slots held and steps waiting."""
+    parts = []
+    if limit.cooling and limit.cooling_until is not None:
+        until = limit.cooling_until.astimezone(UTC)
+        parts.append(Text(f"cooling (429) until {until:%H:%M:%S} UTC", style="bold red"))
+    if limit.rate is not None:
+        parts.append(Text(f"{limit.rate:.3g} calls/s"))
+    if limit.in_flight:
+        parts.append(Text(f"{limit.in_flight} in flight"))
+    if limit.waiting:
+        parts.append(Text(f"{limit.waiting} waiting"))
+    return Text(", ").join(parts)
 
 
 def _queues(facts: BrokerFacts) -> RenderableType:

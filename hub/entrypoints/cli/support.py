@@ -8,6 +8,7 @@ import threading
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hub.observability.health import postgres_problem, rabbitmq_problem
 from hub.settings import Settings, SettingsError, get_settings
@@ -22,7 +23,7 @@ def settings_or_exit() -> Settings:
     try:
         return get_settings()
     except SettingsError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
 
 
@@ -36,9 +37,17 @@ def require_services(settings: Settings, *, postgres: bool = True, rabbitmq: boo
         down.append(rabbitmq_problem(settings))
     problems = [p for p in down if p]
     for problem in problems:
-        err.print(f"[red]{problem}[/red]")
+        err.print(f"[red]{escape(str(problem))}[/red]")
     if problems:
         raise typer.Exit(3)
+
+
+def warn_if_broker_down(settings: Settings, consequence: str) -> bool:
+    """Say (without stopping) that RabbitMQ does not answer and what that means; True if down."""
+    problem = rabbitmq_problem(settings)
+    if problem:
+        err.print(f"[yellow]{escape(str(problem))}[/yellow]\n  starting anyway: {consequence}")
+    return problem is not None
 
 
 def stop_on_signals() -> threading.Event:

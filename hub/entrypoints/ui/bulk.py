@@ -64,6 +64,10 @@ class BulkReplays:
         ).start()
         return None
 
+    def publish(self, outbox_id: int) -> bool:
+        """Publish one outbox row now (a cancel's compensations); the relay does it otherwise."""
+        return self._publish(outbox_id)
+
     def running(self, scope: str) -> Running | None:
         with self._lock:
             return self._running.get(scope)

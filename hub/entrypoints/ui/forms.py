@@ -14,7 +14,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 from fastapi import Request, Response
 from fastapi.responses import PlainTextResponse
 
-from hub.core.pipeline import FAILURE_KINDS, STEPS
+from hub.core.registry import REGISTRY
+from hub.core.statuses import FAILURE_KINDS
 from hub.entrypoints.ui.operator_auth import form_token_valid, same_origin
 from hub.services.replay import FailureFilter
 from hub.settings import Settings
@@ -60,8 +61,8 @@ def parse_moment(text: str) -> datetime:
 def read_filters(params: Mapping[str, str]) -> Filters:
     values = {name: params.get(name, "").strip()[:64] for name in FILTER_FIELDS}
     problems = []
-    if values["step"] and values["step"] not in STEPS:
-        problems.append(f"step must be one of {', '.join(STEPS)}")
+    if values["step"] and values["step"] not in REGISTRY.step_names:
+        problems.append(f"step must be one of {', '.join(REGISTRY.step_names)}")
     if values["kind"] and values["kind"] not in FAILURE_KINDS:
         problems.append(f"error kind must be one of {', '.join(FAILURE_KINDS)}")
     moments: dict[str, datetime | None] = {}

@@ -36,8 +36,9 @@ from hub.services.replay import (
     MAX_BULK,
     FailureFilter,
     Resolution,
+    cancel_one,
+    close_one,
     count_failures,
-    discard_one,
     find_failures,
     resolve_many,
 )
@@ -47,7 +48,8 @@ GROUP_ID = re.compile(GROUP_ID_PATTERN)
 # Replays a second from the page unless the operator sets another rate (the CLI's default).
 DEFAULT_RATE = 5.0
 MAX_RATE = 50.0
-ACTIONS = ("replay", "discard")
+# discard cancels the orders (their done steps compensated); close ends them as they stand.
+ACTIONS = ("replay", "discard", "close")
 
 
 @dataclass(frozen=True)
@@ -153,12 +155,22 @@ def build_router(settings: Settings, bulk: BulkReplays) -> APIRouter:
             token=issue_form_token(settings, operator),
         )
 
-    def discard_all(scope: Scope, ids: list[uuid.UUID], operator: str, reason: str) -> Flash:
-        results: list[Resolution] = resolve_many(ids, discard_one, operator=operator, reason=reason)
-        done = sum(1 for r in results if r.outcome == "discarded")
-        skipped = len(results) - done
+    def resolve_all(
+        scope: Scope, ids: list[uuid.UUID], operator: str, reason: str, action: str
+    ) -> Flash:
+        chosen = cancel_one if action == "discard" else close_one
+        results: list[Resolution] = resolve_many(ids, chosen, operator=operator, reason=reason)
+        for result in results:
+            if result.outbox_id is not None:  # a cancel's compensations, published now
+                bulk.publish(result.outbox_id)
+        outcome = "cancelled" if action == "discard" else "closed"
+        done = sum(1 for r in results if r.outcome in (outcome, "replayed"))
+        refused = sum(1 for r in results if r.outcome == "refused")
+        skipped = len(results) - done - refused
         tail = f"; {skipped} already closed by someone else" if skipped else ""
-        return Flash("ok", f"Discarded {_plural(done)} of {scope.title}{tail}.")
+        tail += f"; {refused} refused (see each order)" if refused else ""
+        verb = "Cancelled" if action == "discard" else "Closed without compensating"
+        return Flash("ok", f"{verb} the orders of {_plural(done)} of {scope.title}{tail}.")
 
     async def act(form: dict[str, str], operator: str, scope: Scope, action: str) -> Response:
         """Carry out a confirmed bulk action; ``form`` has passed ``checked_form``."""
@@ -167,7 +179,7 @@ def build_router(settings: Settings, bulk: BulkReplays) -> APIRouter:
         reason = " ".join(form.get("reason", "").split())[:500]
         if as_of is None or rate is None:
             return back(scope.back_url, Flash("error", "The confirmation was garbled; reload it."))
-        if action == "discard" and not reason:
+        if action in ("discard", "close") and not reason:
             return back(scope.back_url, Flash("error", "Discard needs a reason; nothing done."))
         ids = await run_in_threadpool(_ids, replace(scope.criteria, opened_before=as_of))
         if not ids:
@@ -176,8 +188,8 @@ def build_router(settings: Settings, bulk: BulkReplays) -> APIRouter:
         confirmed = form.get("expected", "")
         closed = int(confirmed) - len(ids) if confirmed.isdigit() else 0
         meanwhile = f" ({closed} of those confirmed were closed meanwhile)" if closed > 0 else ""
-        if action == "discard":
-            flash = await run_in_threadpool(discard_all, scope, ids, operator, reason)
+        if action in ("discard", "close"):
+            flash = await run_in_threadpool(resolve_all, scope, ids, operator, reason, action)
             return back(HOME, flash)
         running = bulk.start(
             scope.key,

@@ -23,8 +23,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from hub.core.pipeline import FAILURE_KINDS, STEPS
+from hub.core.amendments import AMENDABLE, BadAmendment
 from hub.core.ports import ChainPublisher
+from hub.core.registry import REGISTRY
+from hub.core.statuses import FAILURE_KINDS
 from hub.db.engine import unit_of_work
 from hub.db.models import Failure, Order
 from hub.entrypoints.ui import groups, status_page
@@ -40,12 +42,14 @@ from hub.entrypoints.ui.operator_auth import (
     issue_form_token,
     operator_dependency,
 )
+from hub.entrypoints.ui.outage import read_outage
 from hub.entrypoints.ui.rendering import back, page
 from hub.observability.snapshot.facts import Snapshot
+from hub.services.amendments import Amendment, FieldAlreadyUsed, NotAmendable, amend_order
 from hub.services.failure_groups import FailureGroup, open_groups
 from hub.services.orders import AmbiguousOrder, find_order, order_view
 from hub.services.outbox import publish_row_now
-from hub.services.replay import discard_one, find_failures, replay_one
+from hub.services.replay import cancel_one, close_one, find_failures, replay_one
 from hub.settings import Settings
 
 log = logging.getLogger("hub.ui")
@@ -88,6 +92,8 @@ def _order_page(ref: str) -> tuple[dict[str, Any], list[Failure]] | str:
         if order is None:
             return f"No order {ref}"
         view = order_view(session, order)
+        # What the correction form shows and edits (hub.core.amendments.AMENDABLE).
+        view["amendable"] = {"ship_to": dict(order.ship_to), "customer": dict(order.customer)}
         failures = list(
             session.scalars(
                 select(Failure)
@@ -133,23 +139,49 @@ def build_router(settings: Settings, publisher: ChainPublisher) -> APIRouter:
         return Flash("ok", f"Replayed {done.step} of order {done.order_id}: {then}.")
 
     def discard(failure_id: uuid.UUID, operator: str, reason: str) -> Flash:
+        """Discard is cancel now: the order's done steps are compensated, last first."""
         with unit_of_work() as session:
             try:
-                done = discard_one(session, failure_id, operator=operator, reason=reason)
+                done = cancel_one(session, failure_id, operator=operator, reason=reason)
             except LookupError:
                 return Flash("error", f"no failure {failure_id}")
-            if done.outcome != "discarded":
+            if done.outcome == "skipped":
                 return _not_open(session.get(Failure, failure_id))
-        return Flash("ok", f"Discarded the failure of {done.step} for order {done.order_id}.")
+        if done.outcome == "refused":
+            return Flash("error", f"{done.detail}; nothing done.")
+        if done.outbox_id is not None:
+            publish_now(done.outbox_id)
+        if done.outcome == "replayed":
+            return Flash(
+                "ok", f"Compensating {done.step} of order {done.order_id} again (replayed)."
+            )
+        return Flash(
+            "ok",
+            f"Cancelled order {done.order_id} (failure of {done.step}): what its steps did is "
+            "undone, last first.",
+        )
+
+    def close(failure_id: uuid.UUID, operator: str, reason: str) -> Flash:
+        with unit_of_work() as session:
+            try:
+                done = close_one(session, failure_id, operator=operator, reason=reason)
+            except LookupError:
+                return Flash("error", f"no failure {failure_id}")
+            if done.outcome == "skipped":
+                return _not_open(session.get(Failure, failure_id))
+        if done.outcome == "refused":
+            return Flash("error", f"{done.detail}; nothing done.")
+        return Flash("ok", f"Closed order {done.order_id} as it stands, without compensating.")
 
     @router.get("/ui")
     def home(_: str = operator_required) -> RedirectResponse:
         return RedirectResponse(HOME, status_code=303)
 
-    @router.get("/ui/failures")
+    @router.api_route("/ui/failures", methods=["GET", "HEAD"])
     async def failures_page(request: Request, operator: str = operator_required) -> HTMLResponse:
         filters = read_filters(request.query_params)
         listing = await run_in_threadpool(_list_failures, filters)
+        outage = await run_in_threadpool(read_outage, settings)
         now = datetime.now(UTC).replace(second=0, microsecond=0)
         windows = [
             (label, filters.query_string(since=(now - span).strftime("%Y-%m-%dT%H:%M"), until=""))
@@ -162,7 +194,7 @@ def build_router(settings: Settings, publisher: ChainPublisher) -> APIRouter:
             status=422 if filters.problems else 200,
             operator=operator,
             filters=filters,
-            steps=STEPS,
+            steps=REGISTRY.step_names,
             kinds=FAILURE_KINDS,
             groups=listing.groups,
             failures=listing.failures,
@@ -172,6 +204,7 @@ def build_router(settings: Settings, publisher: ChainPublisher) -> APIRouter:
             page_size=PAGE_SIZE,
             query=query,
             windows=windows,
+            outage=outage,
             token=issue_form_token(settings, operator),
             here=f"{HOME}?{query}" if query else HOME,
         )
@@ -204,9 +237,71 @@ def build_router(settings: Settings, publisher: ChainPublisher) -> APIRouter:
         flash = await run_in_threadpool(replay, failure_id, operator)
         return back(form.get("next"), flash)
 
-    @router.post("/ui/failures/{failure_id}/discard")
-    async def discard_action(
-        failure_id: uuid.UUID, request: Request, operator: str = operator_required
+    def correct(
+        order_id: uuid.UUID, form: dict[str, str], operator: str, *, apply: bool
+    ) -> Amendment | Flash:
+        changes: dict[str, dict[str, str]] = {}
+        for name, value in form.items():
+            field, dot, key = name.partition(".")
+            if dot and field in AMENDABLE:
+                changes.setdefault(field, {})[key] = " ".join(value.split())
+        reason = " ".join(form.get("reason", "").split())[:500]
+        if not reason:
+            return Flash("error", "A correction needs a reason; nothing done.")
+        try:
+            with unit_of_work() as session:
+                done = amend_order(
+                    session,
+                    order_id,
+                    changes,
+                    by=operator,
+                    reason=reason,
+                    apply=apply,
+                    replay=apply,
+                )
+        except (BadAmendment, FieldAlreadyUsed, NotAmendable) as exc:
+            return Flash("error", f"Refused: {exc}; nothing done.")
+        except LookupError:
+            return Flash("error", f"no order {order_id}")
+        if apply and done.outbox_id is not None:
+            publish_now(done.outbox_id)
+        return done
+
+    @router.post("/ui/orders/{order_id}/edit")
+    async def edit_order(
+        order_id: uuid.UUID, request: Request, operator: str = operator_required
+    ) -> Response:
+        """First post: the diff to confirm. Second (``confirm=yes``): applied and replayed."""
+        form = await checked_form(request, settings, operator)
+        if isinstance(form, Response):
+            return form
+        here = f"/ui/orders/{order_id}"
+        apply = form.get("confirm") == "yes"
+        done = await run_in_threadpool(correct, order_id, form, operator, apply=apply)
+        if isinstance(done, Flash):
+            return back(here, done)
+        if not done.changes:
+            return back(here, Flash("info", "Nothing changes: the order already says that."))
+        if not apply:
+            fields = {k: v for k, v in form.items() if k not in ("token", "confirm")}
+            return page(
+                request,
+                "edit_confirm.html",
+                operator=operator,
+                order_id=str(order_id),
+                changes=done.changes,
+                fields=fields,
+                token=issue_form_token(settings, operator),
+            )
+        changed = ", ".join(name for name, _, _ in done.changes)
+        then = f" and replayed from {done.replayed_step}" if done.replayed_step else ""
+        return back(here, Flash("ok", f"Corrected {changed}{then}."))
+
+    async def with_reason(
+        failure_id: uuid.UUID,
+        request: Request,
+        operator: str,
+        action: Callable[[uuid.UUID, str, str], Flash],
     ) -> Response:
         form = await checked_form(request, settings, operator)
         if isinstance(form, Response):
@@ -214,8 +309,20 @@ def build_router(settings: Settings, publisher: ChainPublisher) -> APIRouter:
         reason = " ".join(form.get("reason", "").split())[:500]
         if not reason:
             return back(form.get("next"), Flash("error", "Discard needs a reason; nothing done."))
-        flash = await run_in_threadpool(discard, failure_id, operator, reason)
+        flash = await run_in_threadpool(action, failure_id, operator, reason)
         return back(form.get("next"), flash)
+
+    @router.post("/ui/failures/{failure_id}/discard")
+    async def discard_action(
+        failure_id: uuid.UUID, request: Request, operator: str = operator_required
+    ) -> Response:
+        return await with_reason(failure_id, request, operator, discard)
+
+    @router.post("/ui/failures/{failure_id}/close")
+    async def close_action(
+        failure_id: uuid.UUID, request: Request, operator: str = operator_required
+    ) -> Response:
+        return await with_reason(failure_id, request, operator, close)
 
     return router
 

@@ -20,7 +20,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from hub.core.pipeline import ORDER_STATUSES, SYSTEM_OF_STEP
+from hub.core.registry import REGISTRY
+from hub.core.statuses import ORDER_STATUSES
 from hub.entrypoints.ui.operator_auth import operator_dependency
 from hub.entrypoints.ui.rendering import SECURITY_HEADERS, page, templates
 from hub.observability.health import ServiceDown
@@ -63,7 +64,7 @@ def breaker_rows(facts: DatabaseFacts) -> list[tuple[str, Breaker]]:
 
     The one place the page reads breakers; ``_breakers.html`` is the one place it draws them.
     """
-    systems = sorted({*SYSTEM_OF_STEP.values(), *facts.breaker_rows})
+    systems = sorted({*REGISTRY.systems, *facts.breaker_rows})
     return [(system, facts.breaker_rows.get(system, Breaker("closed"))) for system in systems]
 
 
@@ -71,20 +72,54 @@ def _status_order(status: str) -> int:
     return ORDER_STATUSES.index(status) if status in ORDER_STATUSES else len(ORDER_STATUSES)
 
 
+def headline(
+    down: list[ServiceDown],
+    breakers: list[tuple[str, Breaker]],
+    workers: tuple[str, ...] | ServiceDown | None,
+    open_failures: int,
+) -> tuple[str, str]:
+    """(level, sentence): the page's first line, so a healthy hub says so in words."""
+    troubles = [f"{part.service} is down" for part in down]
+    troubles += [
+        f"{system} looks down (breaker {row.state.replace('_', '-')})"
+        for system, row in breakers
+        if row.state != "closed"
+    ]
+    if workers == ():
+        troubles.append("no worker answers")
+    if troubles:
+        return "trouble", "Not well: " + "; ".join(troubles) + "."
+    if open_failures:
+        plural = "s wait" if open_failures != 1 else " waits"
+        return "attention", (
+            f"Every service answers; {open_failures} open failure{plural} for a decision."
+        )
+    online = f", {len(workers)} worker(s) online" if isinstance(workers, tuple) else ""
+    return "well", (
+        f"All is well: PostgreSQL and RabbitMQ answer{online}, every breaker is closed "
+        "and no failure is open."
+    )
+
+
 def live_context(snapshot: Snapshot) -> dict[str, Any]:
     """What the live part of the page shows, from one snapshot."""
     parts = (snapshot.database, snapshot.broker, snapshot.workers)
     database = snapshot.database if isinstance(snapshot.database, DatabaseFacts) else None
     statuses = sorted({*ORDER_STATUSES, *(database.orders_by_status if database else {})})
+    down = list(dict.fromkeys(p for p in parts if isinstance(p, ServiceDown)))
+    breakers = breaker_rows(database) if database else []
+    open_failures = sum(database.failures_open.values()) if database else 0
     return {
+        "headline": headline(down, breakers, snapshot.workers, open_failures),
         "snapshot": snapshot,
         # One line per service down, each named once (the broker and the workers share one).
-        "down": list(dict.fromkeys(p for p in parts if isinstance(p, ServiceDown))),
+        "down": down,
         "database": database,
         "broker": None if isinstance(snapshot.broker, ServiceDown) else snapshot.broker,
         "workers": None if isinstance(snapshot.workers, ServiceDown) else snapshot.workers,
         "statuses": sorted(statuses, key=_status_order),
-        "breakers": breaker_rows(database) if database else [],
+        "breakers": breakers,
+        "limits": database.limits if database else {},
         "failures": sorted(database.failures_open.items()) if database else [],
     }
 
@@ -108,7 +143,8 @@ def build_router(settings: Settings, take: Callable[[], Snapshot]) -> APIRouter:
         # Its numbers come from PostgreSQL's SQL and RabbitMQ's queues, which trial mode lacks.
         return page(request, "status_trial.html", 503, headers=STATUS_HEADERS, operator=operator)
 
-    @router.get("/ui/status")
+    # HEAD as well as GET: a monitor's or a load balancer's probe of the page gets 200, not 405.
+    @router.api_route("/ui/status", methods=["GET", "HEAD"])
     async def status_page(request: Request, operator: str = operator_required) -> HTMLResponse:
         if settings.trial:
             return unavailable(request, operator)
@@ -122,7 +158,7 @@ def build_router(settings: Settings, take: Callable[[], Snapshot]) -> APIRouter:
             **live_context(snapshot),
         )
 
-    @router.get("/ui/status/live")
+    @router.api_route("/ui/status/live", methods=["GET", "HEAD"])
     async def status_live(request: Request, operator: str = operator_required) -> HTMLResponse:
         if settings.trial:
             return unavailable(request, operator)

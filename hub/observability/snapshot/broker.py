@@ -14,8 +14,9 @@ from kombu.transport.native_delayed_delivery import MAX_LEVEL, level_name
 
 from hub.broker.depths import QueueDepths
 from hub.broker.topology import Topology
-from hub.core.pipeline import STEPS
-from hub.observability.health import RABBIT_START, ServiceDown, broker_where, ensure_any_node
+from hub.core.registry import REGISTRY
+from hub.observability.diagnosis import rabbitmq_hint
+from hub.observability.health import ServiceDown, broker_where, ensure_any_node
 from hub.observability.snapshot.facts import BrokerFacts
 from hub.settings import Settings
 
@@ -35,14 +36,17 @@ def read_broker(settings: Settings, *, timeout: float = 3.0) -> BrokerFacts | Se
     try:
         ensure_any_node(connection, timeout=timeout)
         depths = QueueDepths(connection)
-        work = {topology.queue_name(step): depths.of(topology.queue_name(step)) for step in STEPS}
+        work = {
+            topology.queue_name(step): depths.of(topology.queue_name(step))
+            for step in REGISTRY.step_names
+        }
         failure = depths.of(topology.failure_queue_name)
         delayed = [n for n in (depths.of(name) for name in DELAYED_QUEUES) if n is not None]
     except Exception as exc:  # whatever kombu or the socket raise, the answer is the same
-        reason = str(exc) or type(exc).__name__
-        log.info("snapshot: RabbitMQ not readable: %s", reason)
+        found = rabbitmq_hint(exc, settings.broker_url)
+        log.info("snapshot: RabbitMQ not readable: %s", found.reason)
         return ServiceDown(
-            "RabbitMQ", broker_where(settings.broker_url), reason, f"start it with: {RABBIT_START}"
+            "RabbitMQ", broker_where(settings.broker_url), found.reason, found.hint, found.answered
         )
     finally:
         connection.release()
@@ -62,15 +66,15 @@ def read_workers(
     Other hubs' workers on the same vhost answer the broadcast too; the queue filter keeps
     them out of our count.
     """
-    ours = {Topology(settings.queue_prefix).queue_name(step) for step in STEPS}
+    ours = {Topology(settings.queue_prefix).queue_name(step) for step in REGISTRY.step_names}
     connection = _connection(settings, timeout)
     try:
         ensure_any_node(connection, timeout=timeout)
         replies = app.control.inspect(timeout=timeout, connection=connection).active_queues()
     except Exception as exc:
-        reason = str(exc) or type(exc).__name__
+        found = rabbitmq_hint(exc, settings.broker_url)
         return ServiceDown(
-            "RabbitMQ", broker_where(settings.broker_url), reason, f"start it with: {RABBIT_START}"
+            "RabbitMQ", broker_where(settings.broker_url), found.reason, found.hint, found.answered
         )
     finally:
         connection.release()

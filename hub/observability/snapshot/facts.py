@@ -39,6 +39,11 @@ class Breaker:
 @dataclass(frozen=True)
 class DatabaseFacts:
     orders_by_status: dict[str, int] = field(default_factory=dict)
+    # Audit rows after the fold's mark (by seq, so an upper bound), and how many of them this
+    # snapshot left out of its counters (it reads a bounded range past the mark): the counters
+    # below are short by that many rows until the relay folds them.
+    audit_not_folded: int = 0
+    audit_not_counted: int = 0
     # Counted from audit events, so they only ever grow (an order failed twice counts twice).
     orders_received: int = 0
     orders_completed: int = 0
@@ -56,6 +61,29 @@ class DatabaseFacts:
     breaker_rows: dict[str, Breaker] = field(default_factory=dict)
     # What each breaker is deciding on: its window's calls and failures, steps held back.
     breaker_windows: dict[str, BreakerWindow] = field(default_factory=dict)
+    # Each system's shared limits (hub.db.limits), for systems that have any state yet.
+    limits: dict[str, SystemLimit] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SystemLimit:
+    """One system's shared limits now: a 429's cooling, the rate in force, slots and waiters."""
+
+    # A 429 with Retry-After: no worker calls the system before this moment.
+    cooling_until: datetime | None = None
+    cooling: bool = False
+    # Calls per second allowed now (the configured rate, or the adaptive one after 429s);
+    # None: no rate limits the system.
+    rate: float | None = None
+    in_flight: int = 0
+    waiting: int = 0
+    # 429s the system answered, counted since its row was made.
+    throttled: int = 0
+
+    @property
+    def active(self) -> bool:
+        """Anything an operator should see: cooling, slowed, or steps held for a slot."""
+        return self.cooling or self.rate is not None or self.in_flight > 0 or self.waiting > 0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""``make pg-chaos``: orders streaming in while the PostgreSQL primary is lost."""
