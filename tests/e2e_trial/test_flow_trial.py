@@ -39,7 +39,9 @@ def test_a_batch_completes_with_one_effect_per_order_and_step(trial_stack: Trial
 
     assert_exactly_once(trial_stack, order_ids)
     kinds = [event["event_type"] for event in view(trial_stack, order_ids[0])["timeline"]]
-    assert kinds[:2] == ["order.received", "order.queued"]
+    # The timeline is in commit order and order.queued is written after the broker's confirm,
+    # by which time a worker may already have started the first step.
+    assert kinds[0] == "order.received" and kinds.count("order.queued") == 1
     assert kinds.count("step.succeeded") == 3
     assert kinds[-1] == "order.completed"
 
