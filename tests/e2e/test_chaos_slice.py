@@ -41,6 +41,10 @@ BROKER_DOWN_FOR = 2.0  # seconds between the node's stop and its start
 # Every 6th order is cancelled by its sender, 0-2 s after it was accepted: before its first
 # step, half way, or once completed (409, and it stays completed), among the faults.
 CANCELLED_EVERY = 6
+# The accounting system answers in a second, so that a chain lasts longer than a cancel takes to
+# arrive even on a machine busy with other suites (where the sender's own process is starved and
+# its cancels came after every chain had completed: all ten answered 409, no cancel taken).
+ACCOUNTING_LATENCY_MS = 1000
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +171,7 @@ def at(moment: float, since: float, action: Callable[[], object]) -> None:
 
 
 def test_orders_survive_worker_kills_and_a_broker_restart_exactly_once(hub: OwnHub) -> None:
+    hub.stack.sandbox.set_faults("accounting", latency_ms=ACCOUNTING_LATENCY_MS)
     load = Load(hub)
 
     load.start()
