@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import socket
 from collections.abc import Iterator
+from multiprocessing.synchronize import Barrier as BarrierType
 from pathlib import Path
 
 import pytest
+from kombu import Connection
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
@@ -148,6 +151,47 @@ def test_a_trial_message_is_only_seen_once_it_is_whole(tmp_path: Path) -> None:
         assert channel._size("q") == 1
         assert channel._get("q") == {"body": "whole"}
     assert [p.name for p in queue.iterdir()] == ["1_half-written.q.msg.part"]
+
+
+def _bind_when_all_are_ready(
+    options: dict[str, str], exchange: str, queue: str, ready: BarrierType
+) -> None:
+    with Connection("filesystem://localhost/", transport=Transport, transport_options=options) as c:
+        channel = c.channel()
+        ready.wait()
+        channel._queue_bind(exchange, "", "", queue)
+
+
+def test_workers_binding_to_a_new_exchange_at_once_all_stay_bound(tmp_path: Path) -> None:
+    # Four processes as four trial workers starting together, each binding its remote-control
+    # queue; forty new exchanges. kombu's own binding lost one in most rounds here.
+    options = {
+        "data_folder_in": str(tmp_path),
+        "data_folder_out": str(tmp_path),
+        "control_folder": str(tmp_path / "control"),
+    }
+    queues = {f"worker{n}.celery.pidbox" for n in range(4)}
+    context = multiprocessing.get_context("fork")  # the test's own modules, already imported
+    lost = {}
+    for round_ in range(40):
+        exchange = f"pidbox{round_}"
+        ready = context.Barrier(len(queues))
+        binders = [
+            context.Process(target=_bind_when_all_are_ready, args=(options, exchange, q, ready))
+            for q in sorted(queues)
+        ]
+        for binder in binders:
+            binder.start()
+        for binder in binders:
+            binder.join(30)
+        assert [b.exitcode for b in binders] == [0] * len(binders)
+        with Connection(
+            "filesystem://localhost/", transport=Transport, transport_options=options
+        ) as c:
+            bound = {row.queue for row in c.channel().get_table(exchange)}
+        if bound != queues:
+            lost[exchange] = sorted(queues - bound)
+    assert lost == {}
 
 
 @pytest.mark.parametrize(
