@@ -3,7 +3,9 @@
 Each move of a step is one data-modifying CTE, sent on an autocommit connection: the statement
 is its own transaction, so there is no BEGIN or COMMIT to wait for, and nothing is loaded that
 the move does not need. ``tests/integration/test_hot_path.py`` counts them, so they cannot
-silently grow again. SQLite (trial mode) runs the portable ``hub.db.step_store`` code instead.
+silently grow again. Each is a prepared statement (``hub.db.prepared``): planned once per
+connection, not on every call. SQLite (trial mode) runs the portable ``hub.db.step_store`` code
+instead.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from hub.core.steps import (
     Started,
 )
 from hub.db.engine import autocommit
+from hub.db.prepared import Prepared
 from hub.db.step_store import (
     error_detail,
     refused_as_unrecordable,
@@ -63,8 +66,10 @@ def serves(engine: Engine) -> bool:
 # Returns what the downstream call needs; `attempt` is NULL when nothing was started (the step
 # had succeeded, the breaker is not closed, or the rule refused it), and no row at all when the
 # order is unknown.
-START_STEP = text(
-    """
+START_STEP = Prepared(
+    "hub_start_step",
+    text(
+        """
 WITH gate AS (
     SELECT CASE
         WHEN EXISTS (SELECT 1 FROM system_limits WHERE system = :system
@@ -116,6 +121,7 @@ SELECT
 FROM orders o
 WHERE o.id = :order_id
 """
+    ),
 )
 
 # A step's success: the outcome (unless a concurrent delivery recorded it first), the order's
@@ -123,8 +129,10 @@ WHERE o.id = :order_id
 # follow), their audit rows, and the breaker's count of calls while it
 # is counting (a closed breaker with no recent failure matches no row: nothing is written).
 # Returns the breaker's state, so that a probe's success can close it (the slow path).
-SUCCEED_STEP = text(
-    """
+SUCCEED_STEP = Prepared(
+    "hub_succeed_step",
+    text(
+        """
 WITH done AS (
     UPDATE step_outcomes
     SET status = 'succeeded', downstream_id = :downstream_id, result = CAST(:result AS jsonb),
@@ -142,7 +150,7 @@ audited AS (
     INSERT INTO integration_events
         (id, event_type, status, created_at, order_id, step, attempt, detail)
     SELECT gen_random_uuid(), 'step.succeeded', 'ok', clock_timestamp(),
-           CAST(:order_id AS uuid), :step, :attempt, CAST(:detail AS jsonb)
+           CAST(:order_id AS uuid), :step, CAST(:attempt AS integer), CAST(:detail AS jsonb)
     FROM done
     UNION ALL
     SELECT gen_random_uuid(), 'order.completed', 'ok', clock_timestamp(),
@@ -156,6 +164,7 @@ counted AS (
 )
 SELECT coalesce((SELECT state FROM breakers WHERE system = :system), 'closed') AS breaker
 """
+    ),
 )
 
 
@@ -163,8 +172,10 @@ SELECT coalesce((SELECT state FROM breakers WHERE system = :system), 'closed') A
 # the common case of a failure while a system is flaky. Returns the window's new counts, so the
 # caller can see whether they now say the system is down; no row means the slow path decides
 # (no window yet, or an expired one, or a breaker that is not closed).
-COUNT_CALL = text(
-    """
+COUNT_CALL = Prepared(
+    "hub_count_call",
+    text(
+        """
 UPDATE breakers
 SET calls = calls + 1, failures = failures + :failed,
     retry_failures = retry_failures + :retry_failed, updated_at = now()
@@ -172,11 +183,14 @@ WHERE system = :system AND state = 'closed'
   AND window_started_at > now() - make_interval(secs => :window)
 RETURNING calls, failures, retry_failures
 """
+    ),
 )
 
 # A redelivered step that had already succeeded: only the audit row (a rare path).
-SKIPPED = text(
-    """
+SKIPPED = Prepared(
+    "hub_skipped",
+    text(
+        """
 INSERT INTO integration_events
     (id, event_type, status, created_at, order_id, step, attempt, detail)
 SELECT gen_random_uuid(), 'step.skipped', 'ok', clock_timestamp(), order_id, step, attempts,
@@ -185,22 +199,28 @@ SELECT gen_random_uuid(), 'step.skipped', 'ok', clock_timestamp(), order_id, ste
 FROM step_outcomes
 WHERE order_id = CAST(:order_id AS uuid) AND step = :step
 """
+    ),
 )
 
 # A step message the order's records refused: only the audit row, with what it asked.
-REFUSED = text(
-    """
+REFUSED = Prepared(
+    "hub_refused",
+    text(
+        """
 INSERT INTO integration_events
     (id, event_type, status, created_at, order_id, step, attempt, detail)
 VALUES (gen_random_uuid(), 'step.refused', 'error', clock_timestamp(), CAST(:order_id AS uuid),
         :step, NULL, CAST(:detail AS jsonb))
 """
+    ),
 )
 
 # A failed attempt: the step's error (unless a concurrent delivery succeeded), its audit row,
 # and the retry it will get, if any (`retry_detail` NULL: none).
-FAIL_STEP = text(
-    """
+FAIL_STEP = Prepared(
+    "hub_fail_step",
+    text(
+        """
 WITH failed AS (
     UPDATE step_outcomes
     SET status = 'error', last_error = :last_error, updated_at = now()
@@ -210,21 +230,24 @@ WITH failed AS (
 INSERT INTO integration_events
     (id, event_type, status, created_at, order_id, step, attempt, detail)
 SELECT gen_random_uuid(), 'step.failed', 'error', clock_timestamp(), CAST(:order_id AS uuid),
-       :step, :attempt, CAST(:detail AS jsonb)
+       :step, CAST(:attempt AS integer), CAST(:detail AS jsonb)
 FROM failed
 UNION ALL
 SELECT gen_random_uuid(), 'step.retry_scheduled', 'retry', clock_timestamp(),
-       CAST(:order_id AS uuid), :step, :attempt, CAST(:retry_detail AS jsonb)
+       CAST(:order_id AS uuid), :step, CAST(:attempt AS integer), CAST(:retry_detail AS jsonb)
 FROM failed
 WHERE CAST(:retry_detail AS jsonb) IS NOT NULL
 """
+    ),
 )
 # An order accepted: the order, its lines, its steps, its outbox row and its audit row. A repeat
 # (same sender and external id, or same sender and Idempotency-Key) inserts nothing: the unique
 # indexes make a concurrent twin wait for the first one's commit, then ON CONFLICT skips it,
 # and no row comes back.
-ACCEPT_ORDER = text(
-    """
+ACCEPT_ORDER = Prepared(
+    "hub_accept_order",
+    text(
+        """
 WITH new_order AS (
     INSERT INTO orders
         (id, sender, external_id, idempotency_key, status, customer, ship_to, currency,
@@ -261,13 +284,16 @@ audited AS (
 )
 SELECT (SELECT id FROM queued) AS outbox_id
 """
+    ),
 )
 
 # The intake's fast path after the broker confirmed its publish: the row marked sent and the
 # audit row, without a lock (the relay leaves rows this young alone, so nothing races here;
 # if the relay did publish it too, the steps are idempotent).
-MARK_SENT = text(
-    """
+MARK_SENT = Prepared(
+    "hub_mark_sent",
+    text(
+        """
 WITH sent AS (
     UPDATE outbox SET sent_at = now(), publish_attempts = publish_attempts + 1
     WHERE id = :outbox_id AND sent_at IS NULL
@@ -279,6 +305,7 @@ SELECT gen_random_uuid(), 'order.queued', 'ok', clock_timestamp(), order_id, sta
        jsonb_build_object('outbox_id', id)
 FROM sent
 """
+    ),
 )
 
 
@@ -292,8 +319,8 @@ class PostgresStepStore:
 
     def begin(self, order_id: uuid.UUID, step: str, *, gate_passed: bool) -> Begun:
         with self._engine.connect() as connection:
-            row = connection.execute(
-                START_STEP,
+            row = START_STEP.execute(
+                connection,
                 {
                     "order_id": str(order_id),
                     "step": step,
@@ -327,8 +354,8 @@ class PostgresStepStore:
                 return Refused(reason=reason, order_status=row.order_status)
             if row.breaker != "closed" and not gate_passed:
                 return BreakerNotClosed()
-            connection.execute(
-                SKIPPED,
+            SKIPPED.execute(
+                connection,
                 {"order_id": str(order_id), "step": step},
             )
             return AlreadyDone()
@@ -337,8 +364,8 @@ class PostgresStepStore:
         self, order_id: uuid.UUID, step: str, *, attempt: int, outcome: Outcome, seconds: float
     ) -> bool:
         with refused_as_unrecordable(), self._engine.connect() as connection:
-            breaker = connection.execute(
-                SUCCEED_STEP,
+            breaker = SUCCEED_STEP.execute(
+                connection,
                 {
                     "order_id": str(order_id),
                     "step": step,
@@ -361,8 +388,8 @@ class PostgresStepStore:
         self, order_id: uuid.UUID, step: str, *, refused: Refused, asked: Mapping[str, Any]
     ) -> None:
         with self._engine.connect() as connection:
-            connection.execute(
-                REFUSED,
+            REFUSED.execute(
+                connection,
                 {
                     "order_id": str(order_id),
                     "step": step,
@@ -380,8 +407,8 @@ class PostgresStepStore:
         retry: RetryPlan | None,
     ) -> None:
         with self._engine.connect() as connection:
-            connection.execute(
-                FAIL_STEP,
+            FAIL_STEP.execute(
+                connection,
                 {
                     "order_id": str(order_id),
                     "step": step,
@@ -407,8 +434,8 @@ def insert_order(
     """Store a new order on ``pipeline`` in one statement; its outbox row's id, or None for a
     repeat."""
     with autocommit(engine).connect() as connection:
-        outbox_id = connection.execute(
-            ACCEPT_ORDER,
+        outbox_id = ACCEPT_ORDER.execute(
+            connection,
             {
                 "order_id": str(order_id),
                 "sender": sender,
@@ -439,7 +466,7 @@ def insert_order(
 def mark_sent(engine: Engine, outbox_id: int) -> None:
     """The fast path's publish was confirmed: the row is sent (one statement, no lock)."""
     with autocommit(engine).connect() as connection:
-        connection.execute(MARK_SENT, {"outbox_id": outbox_id})
+        MARK_SENT.execute(connection, {"outbox_id": outbox_id})
 
 
 def count_call(
@@ -448,8 +475,8 @@ def count_call(
     """Count a call in a live window in one statement: (calls, failures, retry failures), or
     None when the breaker's slow path must decide."""
     with autocommit(engine).connect() as connection:
-        row = connection.execute(
-            COUNT_CALL,
+        row = COUNT_CALL.execute(
+            connection,
             {
                 "system": system,
                 "failed": int(failed),
