@@ -82,11 +82,19 @@ class SmtpSandbox:
 
 
 def _free_port(host: str) -> int:
+    """A free port whose next one is free too: the /_ endpoints are served there."""
     import socket
 
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+    for _ in range(50):
+        with socket.socket() as probe, socket.socket() as control:
+            probe.bind((host, 0))
+            port = int(probe.getsockname()[1])
+            try:
+                control.bind((host, port + 1))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no two free ports side by side on {host}")
 
 
 class SmtpControl:
