@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     trial_probe_rabbitmq: str = Field(default="127.0.0.1:5672", pattern=r"^[^:\s]+:\d{1,5}$")
 
     database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/hub"
+    # The hot path's statements prepared once per connection (hub.db.prepared); false behind a
+    # connection pooler in transaction mode, where a session's PREPARE is gone by the next one.
+    prepared_statements: bool = True
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     # Every exchange, queue and routing key the hub declares starts with this, so two hubs
     # (or the tests and a demo) can share one RabbitMQ vhost without seeing each other's work.

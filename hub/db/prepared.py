@@ -11,7 +11,8 @@ EXECUTEd by name from then on.
 Which statements a connection holds is kept in the DBAPI connection's ``info``, which lives and
 dies with it: a new connection (the pool's, after a PostgreSQL restart or a failover to the
 standby) prepares again. PREPARE is not undone by a rollback, so a name recorded after a
-successful PREPARE stays true whatever the transaction around it does.
+successful PREPARE stays true whatever the transaction around it does. Behind a connection
+pooler in transaction mode ``HUB_PREPARED_STATEMENTS=false`` sends the statements as text.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 from sqlalchemy import Connection, CursorResult, TextClause
 from sqlalchemy.util.typing import TupleAny
+
+from hub.settings import get_settings
 
 # A bound parameter of ``text()``, as SQLAlchemy finds them: ``:name``, not a ``::type`` cast.
 _PARAMETER = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
@@ -34,6 +37,7 @@ class Prepared:
 
     def __init__(self, name: str, statement: TextClause) -> None:
         self.name = name
+        self.statement = statement
         self.parameters: list[str] = []
         body = _PARAMETER.sub(self._number, statement.text)
         self.prepare_sql = f"PREPARE {name} AS {body}"
@@ -52,6 +56,8 @@ class Prepared:
         missing = set(self.parameters) - set(parameters)
         if missing:
             raise ValueError(f"{self.name} needs the parameters {', '.join(sorted(missing))}")
+        if not get_settings().prepared_statements:
+            return connection.execute(self.statement, dict(parameters))
         pooled = connection.connection
         prepared: set[str] = pooled.info.setdefault(_PREPARED, set())
         if self.name not in prepared:

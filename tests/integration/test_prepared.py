@@ -9,6 +9,7 @@ from sqlalchemy.exc import OperationalError
 
 from hub.db.engine import autocommit, get_engine
 from hub.db.prepared import Prepared
+from hub.settings import get_settings
 
 ANSWER = Prepared("hub_test_answer", text("SELECT CAST(:value AS integer) + 1 AS answer"))
 
@@ -40,3 +41,20 @@ def test_the_connection_replacing_one_the_server_ended_prepares_again() -> None:
         assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != backend
         assert ANSWER.execute(connection, {"value": 2}).scalar_one() == 3
         assert "hub_test_answer" in prepared_on(connection)
+
+
+def test_switched_off_the_statement_is_sent_as_text_and_nothing_is_prepared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HUB_PREPARED_STATEMENTS", "false")
+    get_settings.cache_clear()
+    try:
+        engine = autocommit(get_engine())
+        with engine.connect() as connection:
+            connection.execute(text("DEALLOCATE ALL"))  # whatever earlier tests left on it
+            connection.connection.info.pop("hub_prepared_statements", None)
+            assert ANSWER.execute(connection, {"value": 6}).scalar_one() == 7
+            assert prepared_on(connection) == []
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
