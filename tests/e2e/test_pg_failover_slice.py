@@ -43,6 +43,7 @@ from bench.pg_cluster.control import PgCluster, PgClusterError, tool
 from bench.pg_cluster.layout import Member, PgLayout
 from bench.stack import Stack
 from hub.db import migrate
+from hub.db.hot_path import ACCEPT_ORDER
 from hub.services import reconcile
 from hub.settings import get_settings
 from tests import ports, support
@@ -189,16 +190,20 @@ def member_rows(member: Member, sql: str) -> list[str]:
         engine.dispose()
 
 
-# psycopg2 sends a statement with its values in it: the order id is the first uuid of VALUES.
-ORDER_ID = re.compile(r"CAST\('([0-9a-f-]{36})' AS uuid\)")
+# psycopg2 sends a statement with its values in it. The intake's is a prepared statement
+# (hub.db.prepared), ``EXECUTE hub_accept_order('<order id>', ...)``, or with
+# HUB_PREPARED_STATEMENTS=false its text, ``... VALUES (CAST('<order id>' AS uuid), ...``:
+# either way the order id is its first quoted uuid.
+ACCEPT = f"EXECUTE {ACCEPT_ORDER.name}("
+ORDER_ID = re.compile(r"'([0-9a-f-]{36})'")
 
 
 def waiting_for_the_standby(primary: Member) -> list[str]:
     """Order ids committed on the primary whose sessions wait for the synchronous standby."""
     statements = member_rows(
         primary,
-        "SELECT query FROM pg_stat_activity "
-        "WHERE wait_event = 'SyncRep' AND query LIKE '%INSERT INTO orders%'",
+        "SELECT query FROM pg_stat_activity WHERE wait_event = 'SyncRep' "
+        f"AND (query LIKE '{ACCEPT}%' OR query LIKE '%INSERT INTO orders%')",
     )
     return [found.group(1) for q in statements if (found := ORDER_ID.search(q))]
 
