@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from hub.core.errors import DownstreamError
 from hub.core.ports.downstream import Line, Order
@@ -63,6 +64,12 @@ def serves(engine: Engine) -> bool:
 # or had failed an attempt with its retry to come),
 # whoever sent the message.
 # A system cooling or throttled after a 429 (hub.db.limits) reads as 'limited', not closed.
+# The rule's check above reads the order in the statement's snapshot, which may predate a cancel
+# that committed while this start waited for the step row (the cancel holds the order's step
+# rows while it decides). So once the step row is held, `touched` updates the order row, which
+# works on its newest version (moving a received order to processing, leaving any other status
+# as it is), and if that version no longer lets the step run, hub_refuse_start (alembic 0009)
+# raises: the whole statement is undone and the caller records a refusal.
 # Returns what the downstream call needs; `attempt` is NULL when nothing was started (the step
 # had succeeded, the breaker is not closed, or the rule refused it), and no row at all when the
 # order is unknown.
@@ -93,9 +100,12 @@ started AS (
             AND b.status <> 'succeeded')
     RETURNING attempts
 ),
-processing AS (
-    UPDATE orders SET status = 'processing', updated_at = now()
-    WHERE id = :order_id AND status = 'received' AND EXISTS (SELECT 1 FROM started)
+touched AS (
+    UPDATE orders
+    SET status = CASE WHEN status = 'received' THEN 'processing' ELSE status END,
+        updated_at = CASE WHEN status = 'received' THEN now() ELSE updated_at END
+    WHERE id = :order_id AND EXISTS (SELECT 1 FROM started)
+    RETURNING status
 ),
 audited AS (
     INSERT INTO integration_events
@@ -107,6 +117,14 @@ audited AS (
 SELECT
     (SELECT breaker FROM gate) AS breaker,
     (SELECT attempts FROM started) AS attempt,
+    CASE
+        WHEN NOT EXISTS (SELECT 1 FROM started) THEN NULL
+        WHEN (SELECT status FROM touched) = ANY(CAST(:runnable AS text[])) THEN true
+        WHEN (SELECT status FROM touched) = :finishing
+             AND (SELECT status FROM step_outcomes WHERE order_id = :order_id AND step = :step)
+                 = ANY(CAST(:unsettled AS text[])) THEN true
+        ELSE hub_refuse_start((SELECT status FROM touched))
+    END AS may_start,
     (SELECT status FROM step_outcomes WHERE order_id = :order_id AND step = :step) AS step_status,
     o.status AS order_status, o.customer, o.ship_to, o.currency,
     (SELECT json_agg(json_build_object(
@@ -309,6 +327,17 @@ FROM sent
 )
 
 
+# hub_refuse_start's SQLSTATE (alembic 0009): the order moved on while the start waited.
+MOVED_ON = "P0H01"
+
+
+def moved_on(exc: DBAPIError) -> str | None:
+    """The order's status if ``exc`` is hub_refuse_start's refusal of a step's start."""
+    if getattr(exc.orig, "pgcode", None) != MOVED_ON:
+        return None
+    return str(exc.orig.diag.message_detail or "")  # type: ignore[union-attr]
+
+
 class PostgresStepStore:
     """The ``StepStore`` of production: each move of a step is one statement."""
 
@@ -318,6 +347,16 @@ class PostgresStepStore:
         self._window = breaker_window
 
     def begin(self, order_id: uuid.UUID, step: str, *, gate_passed: bool) -> Begun:
+        try:
+            return self._begin(order_id, step, gate_passed=gate_passed)
+        except DBAPIError as exc:
+            status = moved_on(exc)
+            if status is None:
+                raise
+            # Undone whole: nothing was started; the caller audits the refusal.
+            return Refused(reason=f"order is {status}", order_status=status)
+
+    def _begin(self, order_id: uuid.UUID, step: str, *, gate_passed: bool) -> Begun:
         with self._engine.connect() as connection:
             row = START_STEP.execute(
                 connection,
