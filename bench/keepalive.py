@@ -71,7 +71,7 @@ def _per_post_ms(post: Any, count: int) -> float:
 
 
 def measure(params: KeepAliveParams) -> dict[str, Any]:
-    sandbox = Sandbox.start(host="127.0.0.1", ports=(0, 0, 0))
+    sandbox = Sandbox.start(host="127.0.0.1")
     try:
         erp = ErpClient(base_url=sandbox.erp_url, token=DEFAULT_TOKENS["erp"])
         hub_ms = _per_post_ms(

@@ -2,7 +2,8 @@
 
 A development tool, not part of the hub: it reads the hub's settings for each system's URL and
 token and serves them in the foreground until Ctrl-C or SIGTERM: the ERP, warehouse and
-accounting always, the SMTP server too when the notify step is on (``HUB_NOTIFY_ENABLED``).
+accounting always, and the sandbox of every other system the pipeline calls (the SMTP server
+when the notify step is on, ``HUB_NOTIFY_ENABLED``).
 """
 
 from __future__ import annotations
@@ -10,33 +11,30 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from hub.core.registry import REGISTRY
+from hub.core.system_settings import SystemSettings
 from hub.observability.logs import configure_logging
 from hub.settings import get_settings
-from sandbox.server import run_sandbox
+from sandbox.server import SYSTEMS, Place, run_sandbox
+
+# Where a URL without a port points.
+DEFAULT_PORTS = {"http": 80, "https": 443, "smtp": 25}
+
+
+def place_of(system: SystemSettings) -> Place:
+    where = urlsplit(system.url)
+    port = where.port or DEFAULT_PORTS.get(where.scheme)
+    if port is None:
+        raise SystemExit(f"sandbox: the URL {system.url!r} names no port")
+    return Place(where.hostname or "127.0.0.1", port, system.token.get_secret_value())
 
 
 def main() -> None:
     settings = get_settings()
     # The hub's log format (HUB_LOG_FORMAT): JSON lines beside the hub's own under var/.
     configure_logging("sandbox", fmt=settings.log_format, level=settings.log_level)
-    erp, warehouse, accounting = (
-        settings.systems[name] for name in ("erp", "warehouse", "accounting")
-    )
-    # The SMTP sandbox only where the notify step is on (the pipeline calls its system).
-    smtp = None
-    if "smtp" in REGISTRY.systems_of(settings.pipeline.steps):
-        where = urlsplit(settings.systems["smtp"].url)
-        smtp = (where.hostname or "127.0.0.1", where.port or 25)
-    run_sandbox(
-        host=urlsplit(erp.url).hostname or "127.0.0.1",
-        erp_port=urlsplit(erp.url).port or 80,
-        warehouse_port=urlsplit(warehouse.url).port or 80,
-        accounting_port=urlsplit(accounting.url).port or 80,
-        erp_token=erp.token.get_secret_value(),
-        warehouse_token=warehouse.token.get_secret_value(),
-        accounting_token=accounting.token.get_secret_value(),
-        smtp=smtp,
-    )
+    # An optional step that is off calls its system never: no sandbox for it.
+    systems = dict.fromkeys([*SYSTEMS, *REGISTRY.systems_of(settings.pipeline.steps)])
+    run_sandbox({name: place_of(settings.systems[name]) for name in systems})
 
 
 if __name__ == "__main__":

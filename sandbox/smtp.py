@@ -2,7 +2,8 @@
 
 Its ledger counts distinct ``Message-ID``s, so a test can prove each order's customer got
 exactly one e-mail however often the step ran. ``python -m sandbox`` serves it when the notify
-step is on, with its ledger over HTTP (``SmtpControl``) for the demo and ``hub reconcile``.
+step is on (``serve``), with its ledger over HTTP (``SmtpControl``) for the demo and
+``hub reconcile``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from sandbox.protocol import ApiError, Reply
+from sandbox.server import Place, Served, serve_control
 
 
 class SmtpLedger:
@@ -71,8 +73,12 @@ class SmtpSandbox:
         return self
 
     @property
+    def port(self) -> int:
+        return int(self._controller.port)
+
+    @property
     def url(self) -> str:
-        return f"smtp://{self._controller.hostname}:{self._controller.port}"
+        return f"smtp://{self._controller.hostname}:{self.port}"
 
     def stop(self) -> None:
         """Stop serving (once; a stopped sandbox does not start again)."""
@@ -125,3 +131,21 @@ class SmtpControl:
         if path == "/_faults" and method == "POST":
             raise ApiError(400, "no_faults", "the SMTP sandbox has no faults to set")
         raise ApiError(404, "not_found", f"no sandbox route {method} {path}")
+
+
+def serve(place: Place) -> Served:
+    """The SMTP sandbox at ``place`` (port 0: two free ones side by side), its /_ endpoints on
+    HTTP at the next port (what ``python -m sandbox`` calls for the ``smtp`` system)."""
+    mail = SmtpSandbox(host=place.host, port=place.port).start()
+    try:
+        control = serve_control(place.host, mail.port + 1, SmtpControl(mail))
+    except BaseException:
+        mail.stop()
+        raise
+
+    def stop() -> None:
+        control.shutdown()
+        control.server_close()
+        mail.stop()
+
+    return Served(url=mail.url, control_url=control.url, stop=stop)

@@ -8,8 +8,9 @@ it for an order that is cancelled; None: nothing to undo). An optional step runs
 reconcile, the sweeper and the stacks all read this registry; an order keeps the ``Pipeline``
 it was accepted on.
 
-Adding a step means a ``System`` (if its system is new), a call below and a ``Step``; the
-adapter module and its sandbox are the only other code.
+Adding a step means a ``System`` (if its system is new), a call below and a ``Step``; its
+port (a new kind of system), the adapter module and its sandbox are the only other code
+(docs/architecture.md, "Adding a step").
 """
 
 from __future__ import annotations

@@ -4,20 +4,37 @@ Run with a hub's settings (``HUB_*`` set, or a production ``.env``), the demo on
 orders into that hub's database and queues, where the hub's own workers took them against their
 own downstreams. Now it derives a place from the settings instead: the database
 ``<database>_demo`` (created if missing), the queue prefix ``<prefix>demo`` and ports from
-``HUB_API_PORT`` + 20 (the API) to + 23 (its sandbox ERP, warehouse and accounting) and + 24
-(the SMTP sandbox, its ledger on + 25), on this machine. The broker's vhost stays the
+``HUB_API_PORT`` + 20 (the API) on: one a system of the registry, in its order (the ERP,
+warehouse and accounting on + 21 to + 23), two for one reached over another protocol than HTTP
+(the SMTP sandbox on + 24, its ledger on + 25: ``adapters.control.control_url``), on this
+machine. The broker's vhost stays the
 configured one: making a vhost takes RabbitMQ's administrator; the prefix keeps the queues
 apart. ``hub demo --here`` runs on the settings as they are.
 """
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from sqlalchemy.engine import make_url
 
+from hub.core.registry import REGISTRY
 from hub.settings import Settings
 
 PORT_OFFSET = 20
-SANDBOXES = ("erp", "warehouse", "accounting")
+
+
+def sandbox_urls(api_port: int) -> dict[str, str]:
+    """Each system's sandbox URL on the ports after ``api_port``, in registry order."""
+    urls: dict[str, str] = {}
+    port = api_port
+    for name, system in REGISTRY.systems.items():
+        scheme = urlsplit(system.url).scheme
+        port += 1
+        urls[name] = f"{scheme}://127.0.0.1:{port}"
+        if scheme not in ("http", "https"):
+            port += 1  # its /_ endpoints, on HTTP
+    return urls
 
 
 def demo_place(settings: Settings) -> dict[str, str]:
@@ -32,17 +49,18 @@ def demo_place(settings: Settings) -> dict[str, str]:
         "HUB_QUEUE_PREFIX": f"{settings.queue_prefix[:27]}demo",
         "HUB_API_PORT": str(api_port),
     }
-    for offset, system in enumerate(SANDBOXES, 1):
-        place[f"HUB_{system.upper()}_URL"] = f"http://127.0.0.1:{api_port + offset}"
-    place["HUB_SMTP_URL"] = f"smtp://127.0.0.1:{api_port + len(SANDBOXES) + 1}"
+    for system, url in sandbox_urls(api_port).items():
+        place[f"HUB_{system.upper()}_URL"] = url
     return place
 
 
 def describe(settings: Settings) -> str:
     """One line naming the place, for the demo's first screen."""
     database = make_url(settings.database_url).database
+    last = urlsplit(list(sandbox_urls(settings.api_port).values())[-1])
+    last_port = (last.port or 0) + (0 if last.scheme in ("http", "https") else 1)
     return (
         f"the demo's own place: database {database}, queue prefix {settings.queue_prefix}, "
-        f"API and sandboxes on 127.0.0.1:{settings.api_port}-{settings.api_port + 5} "
+        f"API and sandboxes on 127.0.0.1:{settings.api_port}-{last_port} "
         "(hub demo --here runs on the settings as they are)"
     )

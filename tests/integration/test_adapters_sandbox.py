@@ -74,7 +74,7 @@ def erp_client(url: str, *, token: str = DEFAULT_TOKENS["erp"], read: float = 5.
 
 @pytest.fixture
 def world() -> Iterator[World]:
-    sandbox = Sandbox.start(host="127.0.0.1", ports=(0, 0, 0))
+    sandbox = Sandbox.start(host="127.0.0.1")
     try:
         yield World(
             sandbox=sandbox,

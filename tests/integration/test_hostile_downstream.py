@@ -47,7 +47,7 @@ HOSTILE_CODE = "[/x]" + "c" * 96
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
-    running = Sandbox.start(host="127.0.0.1", ports=(0, 0, 0))
+    running = Sandbox.start(host="127.0.0.1")
     try:
         yield running
     finally:

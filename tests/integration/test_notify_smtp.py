@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 
@@ -17,8 +16,8 @@ from hub.core.ports.downstream import Line, Order
 from hub.core.registry import REGISTRY
 from hub.core.steps import Started
 from hub.settings import load_settings
-from sandbox.server import SandboxServer
-from sandbox.smtp import SmtpControl, SmtpSandbox
+from sandbox.server import Place, run_sandbox, serve_own
+from sandbox.smtp import SmtpSandbox
 
 ORDER = Order(
     id=uuid.UUID(int=7),
@@ -95,16 +94,17 @@ def test_the_step_is_off_unless_enabled(monkeypatch: pytest.MonkeyPatch) -> None
     assert load_settings().pipeline.steps == ("inventory", "fulfillment", "invoice", "notify")
 
 
-def test_the_ledger_is_read_over_http_at_the_next_port(
-    sandbox: SmtpSandbox, monkeypatch: pytest.MonkeyPatch
+def test_the_sandbox_runner_serves_it_from_its_module_with_the_ledger_at_the_next_port(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    port = notifier(sandbox, monkeypatch)
-    host, smtp_port = port.host, port.port
-    control = SandboxServer(host, smtp_port + 1, SmtpControl(sandbox))
-    threading.Thread(target=control.serve_forever, kwargs={"poll_interval": 0.05}).start()
+    # What ``python -m sandbox`` does for a system outside the HTTP contract.
+    served = serve_own("smtp", Place("127.0.0.1", 0))
     try:
+        monkeypatch.setenv("HUB_SMTP_URL", served.url)
+        port = bootstrap.adapter(load_settings(), "smtp")
         REGISTRY.step("notify").call(port, STARTED, f"{ORDER.id}:notify")
-        reader = SandboxControl(control_url(sandbox.url))
+        reader = SandboxControl(control_url(served.url))
+        assert reader.base_url == served.control_url
 
         assert reader.health() == {"system": "smtp", "status": "ok"}
         [effect] = reader.ledger()["effects"]
@@ -116,5 +116,16 @@ def test_the_ledger_is_read_over_http_at_the_next_port(
         assert refused.value.response.status_code == 400
         assert refused.value.response.json()["error"] == "no_faults"
     finally:
-        control.shutdown()
-        control.server_close()
+        served.stop()
+    with pytest.raises(requests.ConnectionError):
+        SandboxControl(served.control_url).health()
+
+
+def test_the_sandbox_runner_refuses_a_place_list_without_the_http_contracts_systems() -> None:
+    with pytest.raises(ValueError, match="no place for the sandboxes of warehouse, accounting"):
+        run_sandbox({"erp": Place("127.0.0.1", 0)})
+
+
+def test_a_system_without_a_sandbox_module_is_named() -> None:
+    with pytest.raises(LookupError, match=r"no sandbox for the system 'crm'.*sandbox\.crm"):
+        serve_own("crm", Place("127.0.0.1", 0))

@@ -55,7 +55,7 @@ class World:
 
 @pytest.fixture
 def world() -> Iterator[World]:
-    sandbox = Sandbox.start(host="127.0.0.1", ports=(0, 0, 0))
+    sandbox = Sandbox.start(host="127.0.0.1")
     try:
         yield World(sandbox)
     finally:
