@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     systems: dict[str, SystemSettings] = Field(default_factory=dict)
     # A step's own retry policy where it differs (HUB_RETRY_INVENTORY__MAX_DELAY=...).
     step_retry: dict[str, RetryPolicy] = Field(default_factory=dict)
-    # The optional steps switched on (HUB_NOTIFY_ENABLED=true).
+    # The optional steps switched on (HUB_<STEP>_ENABLED=true).
     enabled_steps: frozenset[str] = frozenset()
 
     tryton: TrytonSettings = TrytonSettings()

@@ -2,8 +2,8 @@
 
 A development tool, not part of the hub: it reads the hub's settings for each system's URL and
 token and serves them in the foreground until Ctrl-C or SIGTERM: the ERP, warehouse and
-accounting always, and the sandbox of every other system the pipeline calls (the SMTP server
-when the notify step is on, ``HUB_NOTIFY_ENABLED``).
+accounting always, and the sandbox of every other system the pipeline calls (an optional step
+that is off calls none).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hub.settings import get_settings
 from sandbox.server import SYSTEMS, Place, run_sandbox
 
 # Where a URL without a port points.
-DEFAULT_PORTS = {"http": 80, "https": 443, "smtp": 25}
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def place_of(system: SystemSettings) -> Place:

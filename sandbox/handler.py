@@ -21,7 +21,8 @@ MAX_HEADERS = 100
 
 
 class Answers(Protocol):
-    """What a sandbox server serves: a system's ``Service``, or the SMTP sandbox's control."""
+    """What a sandbox server serves: a system's ``Service``, or the /_ endpoints of a sandbox
+    reached over another protocol."""
 
     name: str
 

@@ -1,13 +1,13 @@
 """Correcting an order's data: which fields may change, and how a change is applied and shown.
 
 A field may change only while no step that uses it has succeeded or is running: the reservation
-uses the ``lines``, the shipment the ``ship_to`` address, the invoice the ``customer`` (and the
-e-mail after it too). A change after that would leave the hub's record saying one thing and the
-downstream system another. Changes are whole top-level fields (``ship_to``, ``customer``,
-``lines``), validated by the intake's own schema; the command line's
-``--set ship_to.postal_code=69002`` becomes such a change here. The command line changes a
-line's ``sku`` or ``qty`` by its position (``--set lines.0.qty=3``); ``PATCH`` sends the whole
-list of lines.
+uses the ``lines``, the shipment the ``ship_to`` address, the invoice the ``customer`` (and any
+later step that reads it after it). A change after that would leave the hub's record saying one
+thing and the downstream system another. Changes are whole top-level fields (``ship_to``,
+``customer``, ``lines``), validated by the intake's own schema; the command line's ``--set
+ship_to.postal_code=69002`` becomes such a change here. The command line changes a line's
+``sku`` or ``qty`` by its position (``--set lines.0.qty=3``); ``PATCH`` sends the whole list of
+lines.
 """
 
 from __future__ import annotations

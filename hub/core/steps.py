@@ -30,7 +30,7 @@ class Started:
     # Downstream ids of the steps before this one, by step name (a shipment needs the
     # reservation, an invoice the shipment).
     earlier: Mapping[str, str]
-    # What those steps kept of their answers (a notification tells the tracking number).
+    # What those steps kept of their answers (a later step may tell the tracking number).
     results: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # A compensation's: why the order was cancelled (a credit note says it).
     reason: str = ""

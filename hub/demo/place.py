@@ -6,10 +6,9 @@ own downstreams. Now it derives a place from the settings instead: the database
 ``<database>_demo`` (created if missing), the queue prefix ``<prefix>demo`` and ports from
 ``HUB_API_PORT`` + 20 (the API) on: one a system of the registry, in its order (the ERP,
 warehouse and accounting on + 21 to + 23), two for one reached over another protocol than HTTP
-(the SMTP sandbox on + 24, its ledger on + 25: ``adapters.control.control_url``), on this
-machine. The broker's vhost stays the
-configured one: making a vhost takes RabbitMQ's administrator; the prefix keeps the queues
-apart. ``hub demo --here`` runs on the settings as they are.
+(its /_ endpoints on the next port: ``adapters.control.control_url``), on this machine. The
+broker's vhost stays the configured one: making a vhost takes RabbitMQ's administrator; the
+prefix keeps the queues apart. ``hub demo --here`` runs on the settings as they are.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 ``hub demo``, ``make bench``/``make chaos`` and the end-to-end tests (both tiers) start the hub
 with this, as an operator would. The sandbox serves the systems of the settings' pipeline, and
 the stack waits until every one of them answers its port's health check (``check()`` of the
-adapter ``hub.bootstrap`` builds for it: an HTTP system's ``/_health``, the SMTP server's
-NOOP), not only the ERP's, before it starts a worker.
+adapter ``hub.bootstrap`` builds for it: an HTTP system's ``/_health``, another protocol's own
+probe), not only the ERP's, before it starts a worker.
 """
 
 from __future__ import annotations
