@@ -59,7 +59,7 @@ worker: venv ## a Celery worker consuming the three step queues
 relay: venv ## the outbox relay
 	$(HUB) relay
 
-sandbox: venv ## the sandbox ERP, warehouse and accounting servers
+sandbox: venv ## the sandbox ERP, warehouse and accounting servers (and SMTP with HUB_NOTIFY_ENABLED=1)
 	$(PY) -m sandbox
 
 tryton: venv ## a local Tryton (real ERP) on PostgreSQL, built once then cached as a template [FRESH=1]

@@ -27,6 +27,8 @@ TEST_ENV = {
     "HUB_ERP_URL": f"http://127.0.0.1:{PORT_BASE + 1}",
     "HUB_WAREHOUSE_URL": f"http://127.0.0.1:{PORT_BASE + 2}",
     "HUB_ACCOUNTING_URL": f"http://127.0.0.1:{PORT_BASE + 3}",
+    # The notify step's SMTP sandbox, where a test turns the step on (its /_ endpoints next).
+    "HUB_SMTP_URL": f"smtp://127.0.0.1:{ports.port('smtp')}",
     "HUB_ERP_TOKEN": "test-erp-token-5b1f",
     "HUB_WAREHOUSE_TOKEN": "test-warehouse-token-77c2",
     "HUB_ACCOUNTING_TOKEN": "test-accounting-token-a9e0",
@@ -67,6 +69,7 @@ TIERS = {
     "unit": ("unit",),
     "integration": ("integration",),
     "e2e": ("e2e",),
+    "e2e_pipeline": ("e2e",),
     "e2e_trial": ("e2e",),
     "tryton": ("integration", "tryton"),
 }

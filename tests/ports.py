@@ -19,7 +19,8 @@ SLOT_WIDTH = 1000
 OFFSETS: dict[str, tuple[int, int]] = {
     "stack": (0, 4),  # API, ERP, warehouse, accounting (tests/conftest.py)
     "flower": (5, 1),  # tests/e2e/test_flower.py
-    "demo": (20, 6),  # tests/e2e/test_demo.py: the demo's API and sandboxes
+    "smtp": (6, 2),  # the SMTP sandbox, then its /_ endpoints (tests/conftest.py)
+    "demo": (20, 6),  # tests/e2e/test_demo.py: the demo's API, sandboxes, SMTP and its /_
     "cluster_hub": (40, 5),  # tests/e2e/test_cluster_slice.py: API, sandboxes, baseline
     "cluster_nodes": (45, 6),  # its 3 nodes: AMQP, then Erlang distribution
     "chaos_hub": (55, 5),  # tests/e2e/test_chaos_slice.py

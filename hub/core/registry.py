@@ -26,6 +26,8 @@ from hub.core.ports.downstream import (
     Inventory,
     Invoice,
     Invoicing,
+    Notification,
+    Notifier,
     Reservation,
     Shipment,
 )
@@ -226,6 +228,32 @@ def invoice(invoicing: Invoicing, started: Started, key: str) -> Outcome:
     return Outcome(made.id, asdict(made))
 
 
+def shipped_notice(started: Started) -> Notification:
+    """The customer's e-mail once the order is shipped and invoiced."""
+    order, shipment, bill = started.order, _kept(started, "fulfillment"), _kept(started, "invoice")
+    made = Invoice(
+        _earlier_id(started, "invoice"),
+        total=str(bill.get("total", "")),
+        currency=str(bill.get("currency", order.currency)),
+    )
+    carrier, tracking = shipment.get("carrier", ""), shipment.get("tracking_number", "")
+    return Notification(
+        order_id=order.id,
+        to_address=str(order.customer.get("email", "")),
+        to_name=str(order.customer.get("name", "")),
+        subject="Your order has shipped",
+        body=(
+            f"Your order {order.id} has shipped with {carrier}, tracking number {tracking}.\n"
+            f"Invoice {made.id}: {made.total} {made.currency}.\n"
+        ),
+    )
+
+
+def notify(notifier: Notifier, started: Started, key: str) -> Outcome:
+    sent = notifier.notify(shipped_notice(started), key)
+    return Outcome(sent.message_id, asdict(sent))
+
+
 def release(inventory: Inventory, started: Started, key: str) -> Outcome:
     reservation = Reservation(_earlier_id(started, "inventory"))
     inventory.release(started.order.id, reservation, key)
@@ -273,10 +301,19 @@ REGISTRY = Registry.of(
             url="http://127.0.0.1:8103",
             token="sandbox-accounting-token",
         ),
+        # The customers' e-mail (SMTP; no token on loopback).
+        System(
+            "smtp",
+            adapters={"smtp": "adapters.smtp:SmtpNotifier.from_settings"},
+            url="smtp://127.0.0.1:8104",
+            token="",
+        ),
     ],
     steps=[
         Step("inventory", "erp", reserve, compensation=release),
         Step("fulfillment", "warehouse", ship, compensation=cancel_shipment),
         Step("invoice", "accounting", invoice, compensation=credit),
+        # Off unless HUB_NOTIFY_ENABLED=true. An e-mail sent cannot be taken back.
+        Step("notify", "smtp", notify, optional=True),
     ],
 )

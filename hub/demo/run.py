@@ -187,8 +187,30 @@ def summary(run: DemoRun, order_ids: list[str]) -> bool:
             f"{REGISTRY.system_of(step)} ledger: one {step} effect", str(once), str(len(keys))
         )
         table.add_row(f"{REGISTRY.system_of(step)} ledger: applied twice", str(twice), "0")
+    if "notify" in run.settings.pipeline.steps:
+        ok = mail_rows(run, table, order_ids) and ok
     run.console.print(table)
     return ok
+
+
+def customer_emails(order_ids: list[str]) -> dict[str, str]:
+    with unit_of_work() as session:
+        rows = session.execute(
+            select(Order.id, Order.customer).where(Order.id.in_([uuid.UUID(i) for i in order_ids]))
+        ).all()
+    return {str(order_id): str(customer.get("email", "")) for order_id, customer in rows}
+
+
+def mail_rows(run: DemoRun, table: Table, order_ids: list[str]) -> bool:
+    """The notify step's proof: each order's customer got exactly one e-mail, read from the
+    SMTP sandbox's ledger (one entry per distinct Message-ID, with its recipients)."""
+    sent: dict[str, list[list[str]]] = {}
+    for effect in Sandboxes.from_settings(run.settings).ledger("smtp")["effects"]:
+        sent.setdefault(str(effect["idempotency_key"]), []).append(list(effect["to"]))
+    customers = customer_emails(order_ids)
+    once = sum(1 for o, email in customers.items() if sent.get(f"{o}:notify") == [[email]])
+    table.add_row("e-mails: one to each order's customer", str(once), str(len(order_ids)))
+    return once == len(order_ids)
 
 
 # Set by the signal handler too: a KeyboardInterrupt raised while the main thread runs a

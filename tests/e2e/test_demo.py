@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,10 +50,10 @@ def demo_orders(url: str) -> int:
 
 
 def demo_urls() -> list[str]:
-    """The API and the three HTTP sandboxes."""
+    """The API, the three HTTP sandboxes and the SMTP sandbox's /_ endpoints (+5)."""
     return [
         f"http://127.0.0.1:{PORT_BASE + n}/{'healthz' if n == 0 else '_health'}"
-        for n in (0, 1, 2, 3)
+        for n in (0, 1, 2, 3, 5)
     ]
 
 
@@ -61,9 +62,11 @@ def test_the_demo_completes_its_orders_and_one_failure_is_replayed(
 ) -> None:
     # Beside a running hub (the e2e stack, its workers on the configured queues), with that
     # hub's settings: the demo takes a place of its own and leaves the hub alone.
+    # With the notify step on (off by default: the Ctrl-C runs below and the trial tier's demo
+    # run without it): the demo serves the SMTP sandbox too and counts the e-mails.
     run = subprocess.run(
         [sys.executable, "-m", "hub", "demo", "--orders", "30"],
-        env=demo_env,
+        env={**demo_env, "HUB_NOTIFY_ENABLED": "1"},
         capture_output=True,
         text=True,
         timeout=240,
@@ -86,6 +89,10 @@ def test_the_demo_completes_its_orders_and_one_failure_is_replayed(
     assert "each effect undone once" in run.stdout  # the cancellation scene
     assert "corrected and replayed: order" in run.stdout
     assert "orders completed" in run.stdout
+    # 30 orders, the replayed one and the corrected one (the cancelled one never reaches the
+    # invoice): each customer e-mailed once, from the SMTP ledger.
+    mails = re.search(r"e-mails: one to each order's customer\D*(\d+)\D*(\d+)", run.stdout)
+    assert mails is not None and mails.groups() == ("32", "32"), run.stdout[-3000:]
     assert not any(http_ok(url)() for url in demo_urls()), "the demo left a process running"
 
 

@@ -20,8 +20,10 @@ def test_the_demo_takes_the_ports_after_the_api_in_registry_order() -> None:
     assert place["HUB_ERP_URL"] == "http://127.0.0.1:8021"
     assert place["HUB_WAREHOUSE_URL"] == "http://127.0.0.1:8022"
     assert place["HUB_ACCOUNTING_URL"] == "http://127.0.0.1:8023"
+    # SMTP on 8024, its ledger over HTTP on 8025: nothing else may take that one.
+    assert place["HUB_SMTP_URL"] == "smtp://127.0.0.1:8024"
 
 
 def test_the_first_screen_names_every_port_the_demo_takes() -> None:
     demo = Settings(database_url="postgresql+psycopg2://me@db/orders_demo", api_port=8020)
-    assert "127.0.0.1:8020-8023" in describe(demo)
+    assert "127.0.0.1:8020-8025" in describe(demo)

@@ -72,4 +72,4 @@ def test_every_system_has_a_default_adapter_among_its_own() -> None:
     for system in REGISTRY.systems.values():
         assert system.default_adapter in system.adapters
     assert REGISTRY.system("erp").default_adapter == "http"
-    assert REGISTRY.optional_steps == ()
+    assert REGISTRY.optional_steps == ("notify",)

@@ -59,6 +59,23 @@ class CreditNote:
     total: str = ""
 
 
+@dataclass(frozen=True)
+class Notification:
+    """One message to an order's customer."""
+
+    order_id: uuid.UUID
+    to_address: str
+    to_name: str
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True)
+class Notified:
+    # The message's id, stable per order and step: sending it again is recognisable as a repeat.
+    message_id: str
+
+
 class SystemAdapter(Protocol):
     def check(self) -> None:
         """Return when the system answers; raise a ``DownstreamError`` saying why not (stack
@@ -87,3 +104,8 @@ class Invoicing(SystemAdapter, Protocol):
 
     def credit(self, order_id: uuid.UUID, invoice: Invoice, reason: str, key: str) -> CreditNote:
         """Credit the invoice in full (compensation)."""
+
+
+class Notifier(SystemAdapter, Protocol):
+    def notify(self, notification: Notification, key: str) -> Notified:
+        """Deliver the message once: the same key is the same message."""
