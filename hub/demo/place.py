@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 
+from adapters.control import control_url
 from hub.core.registry import REGISTRY
 from hub.settings import Settings
 
@@ -26,14 +27,16 @@ PORT_OFFSET = 20
 def sandbox_urls(api_port: int) -> dict[str, str]:
     """Each system's sandbox URL on the ports after ``api_port``, in registry order."""
     urls: dict[str, str] = {}
-    port = api_port
+    taken = api_port
     for name, system in REGISTRY.systems.items():
-        scheme = urlsplit(system.url).scheme
-        port += 1
-        urls[name] = f"{scheme}://127.0.0.1:{port}"
-        if scheme not in ("http", "https"):
-            port += 1  # its /_ endpoints, on HTTP
+        urls[name] = f"{urlsplit(system.url).scheme}://127.0.0.1:{taken + 1}"
+        taken = _last_port(urls[name])
     return urls
+
+
+def _last_port(url: str) -> int:
+    """The highest port a sandbox at ``url`` takes: its own, or its /_ endpoints' after it."""
+    return int(urlsplit(control_url(url)).port or 0)
 
 
 def demo_place(settings: Settings) -> dict[str, str]:
@@ -56,8 +59,7 @@ def demo_place(settings: Settings) -> dict[str, str]:
 def describe(settings: Settings) -> str:
     """One line naming the place, for the demo's first screen."""
     database = make_url(settings.database_url).database
-    last = urlsplit(list(sandbox_urls(settings.api_port).values())[-1])
-    last_port = (last.port or 0) + (0 if last.scheme in ("http", "https") else 1)
+    last_port = _last_port(list(sandbox_urls(settings.api_port).values())[-1])
     return (
         f"the demo's own place: database {database}, queue prefix {settings.queue_prefix}, "
         f"API and sandboxes on 127.0.0.1:{settings.api_port}-{last_port} "
